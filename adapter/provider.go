@@ -1,0 +1,473 @@
+// Package adapter answers custom.metrics.k8s.io and external.metrics.k8s.io requests
+// by running the PromQL that package naming builds against Prometheus.
+package adapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/common/model"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"k8s.io/metrics/pkg/apis/custom_metrics"
+	"k8s.io/metrics/pkg/apis/external_metrics"
+	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
+
+	"github.com/promql-adapter/promql-adapter/naming"
+)
+
+// Options configures a Provider.
+type Options struct {
+	Querier Querier
+	// Objects resolves label selectors to object names; nil runs without a cluster,
+	// answering only requests without a label selector.
+	Objects Objects
+	Metrics *Metrics
+	// MaxRegexBytes bounds the name=~"a|b|..." matcher; longer selections query the
+	// whole namespace and filter the result (default 8 KiB, well below the 16 KiB
+	// limit of some Prometheus-compatible backends).
+	MaxRegexBytes int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Provider serves the metrics that a rule set defines. It is safe for concurrent use.
+type Provider struct {
+	opts  Options
+	rules atomic.Pointer[naming.Rules]
+	cat   atomic.Pointer[catalog]
+
+	mu         sync.Mutex           // guards discovered
+	discovered map[string]time.Time // template series selector + "\x00" + series name → last seen
+}
+
+var (
+	_ provider.CustomMetricsProvider   = (*Provider)(nil)
+	_ provider.ExternalMetricsProvider = (*Provider)(nil)
+)
+
+// NewProvider serves rules; fixed-name metrics are listed at once, discovered ones after Discover.
+func NewProvider(opts Options, rules *naming.Rules) *Provider {
+	if opts.MaxRegexBytes <= 0 {
+		opts.MaxRegexBytes = 8 << 10
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	p := &Provider{opts: opts, discovered: map[string]time.Time{}}
+	p.SetRules(rules)
+	return p
+}
+
+// SetRules replaces the served rules; requests in flight finish with the rules they started with.
+func (p *Provider) SetRules(rules *naming.Rules) {
+	p.rules.Store(rules)
+	p.rebuild()
+}
+
+// rebuild recomputes the catalog from the rules and the discovered series names.
+func (p *Provider) rebuild() {
+	rules := p.rules.Load()
+	metrics := slices.Clone(rules.Metrics)
+	p.mu.Lock()
+	for _, t := range rules.Templates {
+		prefix := t.Series + "\x00"
+		for key := range p.discovered {
+			if series, ok := strings.CutPrefix(key, prefix); ok {
+				if m, ok := t.Expand(series); ok {
+					metrics = append(metrics, m)
+				}
+			}
+		}
+	}
+	p.mu.Unlock()
+	c := newCatalog(metrics)
+	p.cat.Store(c)
+	p.opts.Metrics.served(len(c.list), len(c.extList))
+}
+
+// Discover lists the series names of every discovery rule once. A name stays served for maxAge
+// after it was last seen, so a scrape gap never makes a metric disappear.
+func (p *Provider) Discover(ctx context.Context, lookback, maxAge time.Duration) error {
+	rules := p.rules.Load()
+	now := p.opts.Now()
+	var errs []error
+	done := map[string]bool{}
+	for _, t := range rules.Templates {
+		if done[t.Series] {
+			continue
+		}
+		done[t.Series] = true
+		names, err := p.opts.Querier.SeriesNames(ctx, t.Series, now.Add(-lookback))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("discover rule %d (%s): %w", t.RuleIndex, t.Series, err))
+			continue
+		}
+		p.mu.Lock()
+		for _, n := range names {
+			p.discovered[t.Series+"\x00"+n] = now
+		}
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	for k, seen := range p.discovered {
+		if now.Sub(seen) > maxAge {
+			delete(p.discovered, k)
+		}
+	}
+	p.mu.Unlock()
+	p.rebuild()
+	return errors.Join(errs...)
+}
+
+// RunDiscovery calls Discover every interval until ctx ends, logging failures.
+func (p *Provider) RunDiscovery(ctx context.Context, interval, lookback, maxAge time.Duration) {
+	if len(p.rules.Load().Templates) == 0 && interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := p.Discover(ctx, lookback, maxAge); err != nil {
+			klog.ErrorS(err, "metric discovery failed; keeping the metrics found before")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ListAllMetrics implements provider.CustomMetricsProvider.
+func (p *Provider) ListAllMetrics() []provider.CustomMetricInfo {
+	return p.cat.Load().list
+}
+
+// ListAllExternalMetrics implements provider.ExternalMetricsProvider.
+func (p *Provider) ListAllExternalMetrics() []provider.ExternalMetricInfo {
+	return p.cat.Load().extList
+}
+
+// GetMetricByName implements provider.CustomMetricsProvider: one object's value.
+func (p *Provider) GetMetricByName(ctx context.Context, name types.NamespacedName, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValue, error) {
+	start := p.opts.Now()
+	v, err := p.metricByName(ctx, name, info, metricSelector)
+	p.opts.Metrics.observeRequest("object", codeOf(err), p.opts.Now().Sub(start))
+	return v, err
+}
+
+// GetMetricBySelector implements provider.CustomMetricsProvider: the values of every selected object.
+func (p *Provider) GetMetricBySelector(ctx context.Context, namespace string, selector labels.Selector, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValueList, error) {
+	start := p.opts.Now()
+	v, err := p.metricBySelector(ctx, namespace, selector, info, metricSelector)
+	kind := "object"
+	if info.GroupResource.Resource == "pods" && info.GroupResource.Group == "" {
+		kind = "pods"
+	}
+	p.opts.Metrics.observeRequest(kind, codeOf(err), p.opts.Now().Sub(start))
+	return v, err
+}
+
+// GetExternalMetric implements provider.ExternalMetricsProvider.
+func (p *Provider) GetExternalMetric(ctx context.Context, namespace string, metricSelector labels.Selector, info provider.ExternalMetricInfo) (*external_metrics.ExternalMetricValueList, error) {
+	start := p.opts.Now()
+	v, err := p.external(ctx, namespace, metricSelector, info)
+	p.opts.Metrics.observeRequest("external", codeOf(err), p.opts.Now().Sub(start))
+	return v, err
+}
+
+func (p *Provider) find(info provider.CustomMetricInfo) (*naming.Metric, error) {
+	c := p.cat.Load()
+	m := c.lookup(info.GroupResource, info.Metric)
+	if m == nil {
+		return nil, p.notFound(info)
+	}
+	if m.Resource.Namespaced != info.Namespaced {
+		how := "namespaced; ask under /namespaces/<namespace>/"
+		if !m.Resource.Namespaced {
+			how = "cluster-scoped; ask without a namespace"
+		}
+		return nil, newStatus(http.StatusNotFound, metav1.StatusReasonNotFound,
+			"metric %q describes %s, which are %s", info.Metric, m.Resource.GroupResource, how)
+	}
+	return m, nil
+}
+
+func (p *Provider) notFound(info provider.CustomMetricInfo) error {
+	c := p.cat.Load()
+	var names []string
+	here := c.custom[info.GroupResource]
+	for n := range here {
+		names = append(names, n)
+	}
+	msg := fmt.Sprintf("metric %q is not served for %s", info.Metric, info.GroupResource)
+	if len(names) > 0 {
+		msg += "; closest served: " + strings.Join(nearest(info.Metric, names), ", ")
+	} else {
+		var where []string
+		for _, i := range c.list {
+			if i.Metric == info.Metric {
+				where = append(where, i.GroupResource.String())
+			}
+		}
+		switch {
+		case len(where) > 0:
+			msg += "; it is served for " + strings.Join(where, ", ")
+		case len(c.list) == 0:
+			msg += "; no custom metrics are served (check the rule file)"
+		default:
+			var all []string
+			for _, i := range c.list {
+				all = append(all, i.GroupResource.String()+"/"+i.Metric)
+			}
+			msg += "; served: " + strings.Join(nearest(info.Metric, all), ", ")
+		}
+	}
+	return newStatus(http.StatusNotFound, metav1.StatusReasonNotFound, "%s", msg)
+}
+
+func (p *Provider) metricByName(ctx context.Context, name types.NamespacedName, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValue, error) {
+	m, err := p.find(info)
+	if err != nil {
+		return nil, err
+	}
+	sel := naming.Selection{Namespace: name.Namespace, Names: []string{name.Name}, Selector: metricSelector}
+	items, query, err := p.values(ctx, m, sel, []string{name.Name})
+	if err != nil {
+		return nil, err
+	}
+	for i := range items {
+		if items[i].DescribedObject.Name == name.Name {
+			return &items[i], nil
+		}
+	}
+	obj := name.Name
+	if name.Namespace != "" {
+		obj = name.Namespace + "/" + name.Name
+	}
+	return nil, newStatus(http.StatusNotFound, metav1.StatusReasonNotFound,
+		"metric %q has no sample for %s %s (query: %s)", m.Name, m.Resource.GroupResource, obj, query)
+}
+
+func (p *Provider) metricBySelector(ctx context.Context, namespace string, selector labels.Selector, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValueList, error) {
+	m, err := p.find(info)
+	if err != nil {
+		return nil, err
+	}
+	sel := naming.Selection{Namespace: namespace, Selector: metricSelector}
+	var names []string // the objects the answer may describe; nil: any the query returns
+	if p.opts.Objects != nil {
+		var total int
+		names, total, err = p.opts.Objects.Names(ctx, m.Resource, namespace, selector)
+		if err != nil {
+			return nil, newStatus(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
+				"cannot list %s to answer metric %q: %v", m.Resource.GroupResource, m.Name, err)
+		}
+		if len(names) == 0 {
+			return &custom_metrics.MetricValueList{}, nil
+		}
+		if len(names)*2 < total && regexBytes(names) <= p.opts.MaxRegexBytes {
+			sel.Names = names // a minority of the namespace: name them; else filter afterwards
+		}
+	} else if selector != nil && !selector.Empty() {
+		return nil, newStatus(http.StatusBadRequest, metav1.StatusReasonBadRequest,
+			"label selector %q needs a Kubernetes connection to find objects; the adapter runs without one (--lister-kubeconfig)", selector)
+	}
+	items, _, err := p.values(ctx, m, sel, names)
+	if err != nil {
+		return nil, err
+	}
+	return &custom_metrics.MetricValueList{Items: items}, nil
+}
+
+func regexBytes(names []string) int {
+	n := 0
+	for _, s := range names {
+		n += len(s) + 1
+	}
+	return n
+}
+
+// values runs the metric's query for sel and converts the samples of the allowed objects.
+func (p *Provider) values(ctx context.Context, m *naming.Metric, sel naming.Selection, allowed []string) ([]custom_metrics.MetricValue, string, error) {
+	query, err := m.Build(sel)
+	if err != nil {
+		return nil, "", newStatus(http.StatusBadRequest, metav1.StatusReasonBadRequest, "metric %q: %v", m.Name, err)
+	}
+	klog.V(4).InfoS("querying", "metric", m.Name, "query", query)
+	metricID := custom_metrics.MetricIdentifier{Name: m.Name, Selector: selectorOf(sel.Selector)}
+	ref := func(name string) custom_metrics.ObjectReference {
+		return custom_metrics.ObjectReference{Kind: m.Resource.Kind, APIVersion: m.Resource.GroupVersion(), Namespace: sel.Namespace, Name: name}
+	}
+	vec, err := p.opts.Querier.Query(ctx, query)
+	if err != nil {
+		if m.Fallback == nil || allowed == nil {
+			return nil, query, p.queryFailed(m, query, err)
+		}
+		klog.V(2).InfoS("serving fallback", "metric", m.Name, "err", err)
+		p.opts.Metrics.fallback(m.Name)
+		items := make([]custom_metrics.MetricValue, 0, len(allowed))
+		for _, n := range sortedUnique(allowed) {
+			items = append(items, custom_metrics.MetricValue{DescribedObject: ref(n), Metric: metricID,
+				Timestamp: metav1.NewTime(p.opts.Now()), WindowSeconds: m.Window, Value: m.Fallback.DeepCopy()})
+		}
+		return items, query, nil
+	}
+	var allow map[string]bool
+	if allowed != nil {
+		allow = make(map[string]bool, len(allowed))
+		for _, n := range allowed {
+			allow[n] = true
+		}
+	}
+	items := make([]custom_metrics.MetricValue, 0, len(vec))
+	seen := make(map[string]bool, len(vec))
+	for _, s := range vec {
+		name := string(s.Metric[model.LabelName(m.NameLabel)])
+		switch {
+		case name == "":
+			p.opts.Metrics.skip("unmapped")
+			continue
+		case allow != nil && !allow[name]:
+			continue
+		case seen[name]:
+			p.opts.Metrics.skip("duplicate")
+			continue
+		}
+		q, ok := naming.Quantity(float64(s.Value))
+		if !ok {
+			p.opts.Metrics.skip(nonFinite(float64(s.Value)))
+			continue
+		}
+		seen[name] = true
+		items = append(items, custom_metrics.MetricValue{DescribedObject: ref(name), Metric: metricID,
+			Timestamp: metav1.NewTime(s.Timestamp.Time()), WindowSeconds: m.Window, Value: q})
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].DescribedObject.Name < items[j].DescribedObject.Name })
+	return items, query, nil
+}
+
+func (p *Provider) external(ctx context.Context, namespace string, metricSelector labels.Selector, info provider.ExternalMetricInfo) (*external_metrics.ExternalMetricValueList, error) {
+	c := p.cat.Load()
+	m := c.external[info.Metric]
+	if m == nil {
+		names := make([]string, 0, len(c.extList))
+		for _, e := range c.extList {
+			names = append(names, e.Metric)
+		}
+		msg := fmt.Sprintf("external metric %q is not served", info.Metric)
+		if len(names) > 0 {
+			msg += "; closest served: " + strings.Join(nearest(info.Metric, names), ", ")
+		} else {
+			msg += "; no external metrics are served (check the rule file)"
+		}
+		return nil, newStatus(http.StatusNotFound, metav1.StatusReasonNotFound, "%s", msg)
+	}
+	query, err := m.Build(naming.Selection{Namespace: namespace, Selector: metricSelector})
+	if err != nil {
+		return nil, newStatus(http.StatusBadRequest, metav1.StatusReasonBadRequest, "external metric %q: %v", m.Name, err)
+	}
+	klog.V(4).InfoS("querying", "metric", m.Name, "query", query)
+	vec, err := p.opts.Querier.Query(ctx, query)
+	if err != nil {
+		if m.Fallback == nil {
+			return nil, p.queryFailed(m, query, err)
+		}
+		klog.V(2).InfoS("serving fallback", "metric", m.Name, "err", err)
+		p.opts.Metrics.fallback(m.Name)
+		return &external_metrics.ExternalMetricValueList{Items: []external_metrics.ExternalMetricValue{{
+			MetricName: m.Name, Timestamp: metav1.NewTime(p.opts.Now()), WindowSeconds: m.Window, Value: m.Fallback.DeepCopy(),
+		}}}, nil
+	}
+	out := &external_metrics.ExternalMetricValueList{Items: make([]external_metrics.ExternalMetricValue, 0, len(vec))}
+	for _, s := range vec {
+		q, ok := naming.Quantity(float64(s.Value))
+		if !ok {
+			p.opts.Metrics.skip(nonFinite(float64(s.Value)))
+			continue
+		}
+		lbls := make(map[string]string, len(s.Metric))
+		for k, v := range s.Metric {
+			if k != model.MetricNameLabel {
+				lbls[string(k)] = string(v)
+			}
+		}
+		out.Items = append(out.Items, external_metrics.ExternalMetricValue{MetricName: m.Name, MetricLabels: lbls,
+			Timestamp: metav1.NewTime(s.Timestamp.Time()), WindowSeconds: m.Window, Value: q})
+	}
+	return out, nil
+}
+
+// queryFailed turns a Prometheus failure into a status that says what failed: 500 when
+// Prometheus rejected the rule's query, 503 when it was slow, down or failing.
+func (p *Provider) queryFailed(m *naming.Metric, query string, err error) error {
+	klog.V(1).InfoS("prometheus query failed", "metric", m.Name, "rule", m.RuleIndex, "query", query, "err", err)
+	var qe *QueryError
+	if errors.As(err, &qe) && qe.Bad {
+		return newStatus(http.StatusInternalServerError, metav1.StatusReasonInternalError,
+			"metric %q (rule %d): prometheus rejected the query %s: %v", m.Name, m.RuleIndex, query, err)
+	}
+	return newStatus(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
+		"metric %q: prometheus query failed: %v (query: %s)", m.Name, err, query)
+}
+
+func nonFinite(v float64) string {
+	if math.IsNaN(v) {
+		return "nan"
+	}
+	return "inf"
+}
+
+func sortedUnique(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+func selectorOf(sel labels.Selector) *metav1.LabelSelector {
+	if sel == nil || sel.Empty() {
+		return nil
+	}
+	ls, err := metav1.ParseToLabelSelector(sel.String())
+	if err != nil {
+		return nil
+	}
+	return ls
+}
+
+func newStatus(code int, reason metav1.StatusReason, format string, args ...any) *apierrors.StatusError {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status:  metav1.StatusFailure,
+		Code:    int32(code),
+		Reason:  reason,
+		Message: fmt.Sprintf(format, args...),
+	}}
+}
+
+// codeOf is the HTTP status an error becomes, for telemetry.
+func codeOf(err error) int {
+	if err == nil {
+		return http.StatusOK
+	}
+	var se apierrors.APIStatus
+	if errors.As(err, &se) {
+		return int(se.Status().Code)
+	}
+	return http.StatusInternalServerError
+}
+
+// HasDiscovery reports whether any rule discovers its metrics, which may be listed only later.
+func (p *Provider) HasDiscovery() bool { return len(p.rules.Load().Templates) > 0 }

@@ -1,0 +1,33 @@
+// Command promql-adapter serves custom.metrics.k8s.io and external.metrics.k8s.io from PromQL rules.
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
+
+	"github.com/promql-adapter/promql-adapter/server"
+)
+
+func main() {
+	opts := server.NewOptions()
+	fs := pflag.NewFlagSet("promql-adapter", pflag.ExitOnError)
+	opts.AddFlags(fs)
+	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlagSet(klogFlags)
+	_ = fs.Parse(os.Args[1:])
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := server.Run(ctx, opts); err != nil {
+		klog.ErrorS(err, "promql-adapter stopped")
+		klog.Flush()
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,152 @@
+// Package server wires the adapter into a custom-metrics API server: flags, clients,
+// authentication, health checks and telemetry. It holds no metric logic.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/config"
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/custom-metrics-apiserver/pkg/cmd/options"
+
+	"github.com/promql-adapter/promql-adapter/adapter"
+)
+
+// Options are the adapter's command-line settings.
+type Options struct {
+	// Server holds the generic API server flags: serving, delegated authn/authz, audit.
+	Server *options.CustomMetricsAdapterServerOptions
+
+	RulesFile        string
+	ListerKubeconfig string
+	TrustLoopback    bool // local runs only: no delegated auth, loopback clients are trusted
+
+	PrometheusURL          string
+	PrometheusClientConfig string // file with a Prometheus http_config block
+	PrometheusCAFile       string // shorthands for the common parts of that block
+	PrometheusBearerFile   string
+	PrometheusInsecure     bool
+	PrometheusHeaders      []string // Name=Value
+	PrometheusTimeout      time.Duration
+
+	SeriesRelistInterval time.Duration
+	SeriesMaxAge         time.Duration
+	ClientQPS            float32
+	ClientBurst          int
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	o := &Options{
+		Server:               options.NewCustomMetricsAdapterServerOptions(),
+		PrometheusURL:        "http://127.0.0.1:9090",
+		PrometheusTimeout:    5 * time.Second,
+		SeriesRelistInterval: time.Minute,
+		SeriesMaxAge:         10 * time.Minute,
+		ClientQPS:            50,
+		ClientBurst:          100,
+	}
+	o.Server.SecureServing.ServerCert.CertDirectory = "" // self-signed certs stay in memory unless --cert-dir is given
+	o.Server.Authorization.AlwaysAllowPaths = append(o.Server.Authorization.AlwaysAllowPaths, "/metrics")
+	return o
+}
+
+// AddFlags registers every flag on fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	o.Server.AddFlags(fs)
+	fs.StringVar(&o.RulesFile, "config", o.RulesFile, "rule file (required)")
+	fs.StringVar(&o.ListerKubeconfig, "lister-kubeconfig", o.ListerKubeconfig,
+		"kubeconfig used to watch the objects metrics describe and to resolve resources; in-cluster config if empty (with --trust-loopback and no kubeconfig the adapter runs without a cluster)")
+	fs.BoolVar(&o.TrustLoopback, "trust-loopback", false,
+		"LOCAL RUNS ONLY: serve on 127.0.0.1 and trust every loopback client instead of delegating authentication and authorization to kube-apiserver")
+	fs.StringVar(&o.PrometheusURL, "prometheus-url", o.PrometheusURL, "Prometheus (or Thanos, Mimir, VictoriaMetrics) HTTP API base URL")
+	fs.StringVar(&o.PrometheusClientConfig, "prometheus-client-config", "",
+		"file holding a Prometheus http_config block (tls_config, authorization, basic_auth, http_headers, proxy_url, ...)")
+	fs.StringVar(&o.PrometheusCAFile, "prometheus-ca-file", "", "CA bundle that verifies Prometheus's serving certificate")
+	fs.StringVar(&o.PrometheusBearerFile, "prometheus-token-file", "", "file holding a bearer token sent to Prometheus")
+	fs.BoolVar(&o.PrometheusInsecure, "prometheus-insecure-skip-tls-verify", false, "do not verify Prometheus's serving certificate")
+	fs.StringArrayVar(&o.PrometheusHeaders, "prometheus-header", nil, "Name=Value header sent to Prometheus, e.g. X-Scope-OrgID=tenant-a (repeatable)")
+	fs.DurationVar(&o.PrometheusTimeout, "prometheus-timeout", o.PrometheusTimeout, "bound on every Prometheus query; a request that hits it gets a 503")
+	fs.DurationVar(&o.SeriesRelistInterval, "series-relist-interval", o.SeriesRelistInterval, "how often discovery rules list series names")
+	fs.DurationVar(&o.SeriesMaxAge, "series-max-age", o.SeriesMaxAge, "how long a discovered metric stays served after its series was last seen")
+	fs.Float32Var(&o.ClientQPS, "client-qps", o.ClientQPS, "kube-apiserver client QPS (only informers and discovery use it; requests never list)")
+	fs.IntVar(&o.ClientBurst, "client-burst", o.ClientBurst, "kube-apiserver client burst")
+}
+
+// Validate checks the flags that do not need I/O.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.RulesFile == "" {
+		errs = append(errs, errors.New("--config is required"))
+	}
+	if o.TrustLoopback {
+		ip := o.Server.SecureServing.BindAddress
+		if ip == nil || ip.IsUnspecified() {
+			o.Server.SecureServing.BindAddress = net.ParseIP("127.0.0.1")
+		} else if !ip.IsLoopback() {
+			errs = append(errs, fmt.Errorf("--trust-loopback needs a loopback --bind-address, not %s", ip))
+		}
+	} else {
+		errs = append(errs, o.Server.Validate()...)
+	}
+	if o.SeriesRelistInterval <= 0 || o.SeriesMaxAge < o.SeriesRelistInterval {
+		errs = append(errs, errors.New("--series-max-age must be at least --series-relist-interval, which must be positive"))
+	}
+	if _, err := o.headers(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Options) headers() (http.Header, error) {
+	h := http.Header{}
+	for _, kv := range o.PrometheusHeaders {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--prometheus-header %q: want Name=Value", kv)
+		}
+		h.Add(k, v)
+	}
+	return h, nil
+}
+
+// PrometheusConfig builds the Prometheus connection from the flags; the shorthands override the file.
+func (o *Options) PrometheusConfig() (adapter.PrometheusConfig, error) {
+	httpCfg := config.DefaultHTTPClientConfig
+	if o.PrometheusClientConfig != "" {
+		var err error
+		if httpCfg, err = adapter.LoadHTTPClientConfig(o.PrometheusClientConfig); err != nil {
+			return adapter.PrometheusConfig{}, err
+		}
+	}
+	if o.PrometheusCAFile != "" {
+		httpCfg.TLSConfig.CAFile = o.PrometheusCAFile
+	}
+	if o.PrometheusInsecure {
+		httpCfg.TLSConfig.InsecureSkipVerify = true
+	}
+	if o.PrometheusBearerFile != "" {
+		httpCfg.Authorization = &config.Authorization{Type: "Bearer", CredentialsFile: o.PrometheusBearerFile}
+	}
+	h, err := o.headers()
+	if err != nil {
+		return adapter.PrometheusConfig{}, err
+	}
+	if len(h) > 0 {
+		if httpCfg.HTTPHeaders == nil {
+			httpCfg.HTTPHeaders = &config.Headers{Headers: map[string]config.Header{}}
+		}
+		for k, vs := range h {
+			httpCfg.HTTPHeaders.Headers[k] = config.Header{Values: vs}
+		}
+	}
+	if err := httpCfg.Validate(); err != nil {
+		return adapter.PrometheusConfig{}, fmt.Errorf("prometheus client settings: %w", err)
+	}
+	return adapter.PrometheusConfig{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.PrometheusTimeout}, nil
+}

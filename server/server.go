@@ -1,0 +1,214 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
+	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/klog/v2"
+	openapicommon "k8s.io/kube-openapi/pkg/common"
+	"sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
+	"sigs.k8s.io/custom-metrics-apiserver/pkg/dynamicmapper"
+	generatedcore "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/core"
+	generatedcm "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/custommetrics"
+	generatedem "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/externalmetrics"
+
+	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/naming"
+)
+
+// Name is the API server's name in logs and OpenAPI.
+const Name = "promql-adapter"
+
+// LoadRules reads and validates a rule file.
+func LoadRules(path string, resolver naming.Resolver) (*naming.Rules, int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("rule file: %w", err)
+	}
+	cfg, err := naming.ParseConfig(data)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	rules, err := naming.Compile(cfg, resolver)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return rules, len(cfg.Metrics), nil
+}
+
+// Run serves the metrics APIs until ctx ends. It refuses to start on an invalid rule file.
+func Run(ctx context.Context, o *Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	metrics := adapter.NewMetrics(legacyregistry.Registerer())
+
+	var (
+		resolver   naming.Resolver = naming.BuiltinResources()
+		objects    adapter.Objects
+		kubeConfig *rest.Config
+	)
+	if o.ListerKubeconfig != "" || !o.TrustLoopback {
+		var err error
+		if kubeConfig, err = clientConfig(o.ListerKubeconfig); err != nil {
+			return err
+		}
+		kubeConfig.QPS, kubeConfig.Burst = o.ClientQPS, o.ClientBurst
+		dc, err := discovery.NewDiscoveryClientForConfig(kubeConfig)
+		if err != nil {
+			return fmt.Errorf("discovery client: %w", err)
+		}
+		mapper, err := dynamicmapper.NewRESTMapper(dc, 5*time.Minute)
+		if err != nil {
+			return fmt.Errorf("resource discovery from kube-apiserver: %w", err)
+		}
+		resolver = adapter.MapperResolver{Mapper: mapper}
+		mc, err := metadata.NewForConfig(kubeConfig)
+		if err != nil {
+			return fmt.Errorf("metadata client: %w", err)
+		}
+		objects = adapter.NewInformerObjects(ctx, mc, 0)
+	} else {
+		klog.InfoS("running without a cluster: built-in resources only, label selectors on objects are refused")
+	}
+
+	rules, n, err := LoadRules(o.RulesFile, resolver)
+	if err != nil {
+		metrics.RulesLoaded(0, false, time.Now())
+		return err
+	}
+	metrics.RulesLoaded(n, true, time.Now())
+	if w, ok := objects.(*adapter.InformerObjects); ok {
+		var res []naming.Resource
+		for _, m := range rules.Metrics {
+			if !m.External {
+				res = append(res, m.Resource)
+			}
+		}
+		w.Warm(res)
+	}
+
+	promCfg, err := o.PrometheusConfig()
+	if err != nil {
+		return err
+	}
+	prom, err := adapter.NewPromClient(promCfg, metrics)
+	if err != nil {
+		return err
+	}
+	p := adapter.NewProvider(adapter.Options{Querier: prom, Objects: objects, Metrics: metrics}, rules)
+	if len(rules.Templates) > 0 {
+		go p.RunDiscovery(ctx, o.SeriesRelistInterval, o.SeriesMaxAge, o.SeriesMaxAge)
+	}
+
+	srv, err := newServer(o, kubeConfig, p)
+	if err != nil {
+		return err
+	}
+	klog.InfoS("serving", "rules", n, "prometheus", o.PrometheusURL, "trustLoopback", o.TrustLoopback)
+	return srv.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+}
+
+func clientConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		c, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --lister-kubeconfig and not in a cluster: %w", err)
+		}
+		return c, nil
+	}
+	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
+	c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("--lister-kubeconfig %s: %w", kubeconfig, err)
+	}
+	return c, nil
+}
+
+// newServer builds the generic API server the way custom-metrics-apiserver's AdapterBase does,
+// except that --trust-loopback replaces delegated authentication and authorization.
+func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider) (*apiserver.CustomMetricsAdapterServer, error) {
+	so := o.Server
+	if err := so.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("self-signed serving certificate: %w", err)
+	}
+	cfg := genericapiserver.NewRecommendedConfig(apiserver.Codecs)
+	cfg.ClientConfig = kubeConfig
+	if err := so.SecureServing.ApplyTo(&cfg.SecureServing, &cfg.LoopbackClientConfig); err != nil {
+		return nil, err
+	}
+	if o.TrustLoopback {
+		cfg.Authentication.Authenticator = loopbackAuthenticator{}
+		cfg.Authorization.Authorizer = authorizerfactory.NewAlwaysAllowAuthorizer()
+	} else {
+		if err := so.Authentication.ApplyTo(&cfg.Authentication, cfg.SecureServing, nil); err != nil {
+			return nil, fmt.Errorf("delegated authentication: %w", err)
+		}
+		if err := so.Authorization.ApplyTo(&cfg.Authorization); err != nil {
+			return nil, fmt.Errorf("delegated authorization: %w", err)
+		}
+	}
+	if err := so.Audit.ApplyTo(&cfg.Config); err != nil {
+		return nil, err
+	}
+	defs := func(ref openapicommon.ReferenceCallback) map[string]openapicommon.OpenAPIDefinition {
+		out := generatedcore.GetOpenAPIDefinitions(ref)
+		for _, get := range []openapicommon.GetOpenAPIDefinitions{generatedcm.GetOpenAPIDefinitions, generatedem.GetOpenAPIDefinitions} {
+			for k, v := range get(ref) {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	namer := openapinamer.NewDefinitionNamer(apiserver.Scheme)
+	cfg.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(defs, namer)
+	cfg.OpenAPIConfig.Info.Title, cfg.OpenAPIConfig.Info.Version = Name, "1.0.0"
+	cfg.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(defs, namer)
+	cfg.OpenAPIV3Config.Info.Title, cfg.OpenAPIV3Config.Info.Version = Name, "1.0.0"
+	cfg.EnableMetrics = true
+	cfg.FlowControl = nil
+
+	srv, err := (&apiserver.Config{GenericConfig: &cfg.Config}).Complete(nil).New(Name, p, p)
+	if err != nil {
+		return nil, fmt.Errorf("api server: %w", err)
+	}
+	if err := srv.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("rules", func(*http.Request) error {
+		if len(p.ListAllMetrics())+len(p.ListAllExternalMetrics()) == 0 && !p.HasDiscovery() {
+			return errors.New("no metrics are served")
+		}
+		return nil
+	})); err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
+
+// loopbackAuthenticator trusts any client connecting from a loopback address (--trust-loopback).
+type loopbackAuthenticator struct{}
+
+func (loopbackAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator.Response, bool, error) {
+	host, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		return nil, false, err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, false, fmt.Errorf("--trust-loopback: %s is not a loopback client", host)
+	}
+	return &authenticator.Response{User: &user.DefaultInfo{Name: "loopback", Groups: []string{user.AllAuthenticated}}}, true, nil
+}
