@@ -12,8 +12,8 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	yaml "go.yaml.in/yaml/v2"
 	"golang.org/x/sync/singleflight"
-	"sigs.k8s.io/yaml"
 )
 
 // Querier runs PromQL against a Prometheus-compatible HTTP API.
