@@ -234,7 +234,7 @@ func checkValues(t *testing.T, expr parser.Expr, ms []*labels.Matcher) {
 	})
 }
 
-func compileFileF(f *testing.F, path string) *Rules {
+func compileFileF(f testing.TB, path string) *Rules {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		f.Fatal(err)
