@@ -410,7 +410,7 @@ func (c *Cluster) CACertPEM() []byte { return append([]byte(nil), c.pki.caPEM...
 // CACertFile returns the path of the cluster CA certificate.
 func (c *Cluster) CACertFile() string { return c.pki.caPath }
 
-// AdapterServingCertFile returns the adapter serving certificate (SANs custom-metrics-apiserver.custom-metrics.svc[.cluster.local], localhost, 127.0.0.1).
+// AdapterServingCertFile returns the adapter serving certificate (SANs promql-adapter.custom-metrics.svc[.cluster.local], localhost, 127.0.0.1).
 func (c *Cluster) AdapterServingCertFile() string { return c.pki.certPath(adapterServingName) }
 
 // AdapterServingKeyFile returns the private key of the adapter serving certificate.

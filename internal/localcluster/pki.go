@@ -103,9 +103,9 @@ func generatePKI(dir string) (*pki, error) {
 		{name: kwokName, cn: "kwok-controller", orgs: []string{"system:masters"}},
 		{name: adapterClientName, cn: AdapterUser},
 		// The aggregator verifies the adapter against <service>.<namespace>.svc, even for an ExternalName Service.
-		{name: adapterServingName, cn: "custom-metrics-apiserver", server: true, ips: loopback, dns: []string{
-			"custom-metrics-apiserver.custom-metrics.svc",
-			"custom-metrics-apiserver.custom-metrics.svc.cluster.local",
+		{name: adapterServingName, cn: "promql-adapter.custom-metrics.svc", server: true, ips: loopback, dns: []string{
+			"promql-adapter.custom-metrics.svc",
+			"promql-adapter.custom-metrics.svc.cluster.local",
 			"localhost",
 		}},
 	}

@@ -35,7 +35,7 @@ func TestGeneratePKI(t *testing.T) {
 	}
 	verify(apiserverName, roots, "kubernetes.default.svc", x509.ExtKeyUsageServerAuth)
 	verify(apiserverName, roots, "127.0.0.1", x509.ExtKeyUsageServerAuth)
-	for _, dns := range []string{"custom-metrics-apiserver.custom-metrics.svc", "custom-metrics-apiserver.custom-metrics.svc.cluster.local", "localhost", "127.0.0.1"} {
+	for _, dns := range []string{"promql-adapter.custom-metrics.svc", "promql-adapter.custom-metrics.svc.cluster.local", "localhost", "127.0.0.1"} {
 		verify(adapterServingName, roots, dns, x509.ExtKeyUsageServerAuth)
 	}
 	for _, n := range []string{adminName, controllerManagerName, kwokName, adapterClientName} {

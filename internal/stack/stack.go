@@ -1,0 +1,340 @@
+// Package stack brings up everything the end-to-end tests and the demo need on 127.0.0.1:
+// the local control plane, the load simulator, Prometheus scraping it, and promql-adapter
+// registered with kube-apiserver through the manifests in deploy/ and the local overlay.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+
+	"github.com/promql-adapter/promql-adapter/internal/loadsim"
+	"github.com/promql-adapter/promql-adapter/internal/localcluster"
+	"github.com/promql-adapter/promql-adapter/internal/promrun"
+)
+
+// AdapterNamespace and AdapterServiceAccount are the identity deploy/rbac.yaml grants.
+const (
+	AdapterNamespace      = "custom-metrics"
+	AdapterServiceAccount = "promql-adapter"
+)
+
+// Options configures Start.
+type Options struct {
+	RepoRoot  string           // the repository, for deploy/ and cmd/promql-adapter
+	BinDir    string           // control plane binaries (localcluster.BinDirFromEnv)
+	WorkDir   string           // everything the stack writes; a temporary dir if empty
+	RulesFile string           // the adapter's rule file
+	Targets   []loadsim.Target // simulated Deployments; Start creates their namespaces
+	Cluster   localcluster.Options
+	Logf      func(format string, args ...any)
+}
+
+// Stack is a running local environment.
+type Stack struct {
+	opts    Options
+	Cluster *localcluster.Cluster
+	Kube    kubernetes.Interface
+	Prom    *promrun.Server
+	Sim     *loadsim.Simulator
+	SimURL  string
+
+	cancel      context.CancelFunc
+	bg          sync.WaitGroup
+	adapterBin  string
+	adapterPort int
+	adapterKC   string
+	mu          sync.Mutex
+	adapter     *exec.Cmd
+	adapterDone chan struct{}
+}
+
+// Start brings the stack up; on error everything started is stopped again.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	if opts.WorkDir == "" {
+		if opts.WorkDir, err = os.MkdirTemp("", "promql-adapter-stack-"); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(opts.WorkDir, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	s := &Stack{opts: opts, cancel: cancel}
+	defer func() {
+		if err != nil {
+			_ = s.Stop()
+		}
+	}()
+
+	// Build the adapter first: it needs no cluster, and a compile error should fail fast.
+	s.adapterBin = filepath.Join(opts.WorkDir, "promql-adapter")
+	build := exec.CommandContext(ctx, "go", "build", "-o", s.adapterBin, "./cmd/promql-adapter")
+	build.Dir = opts.RepoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build promql-adapter: %v\n%s", err, out)
+	}
+
+	copts := opts.Cluster
+	copts.BinDir, copts.WorkDir = opts.BinDir, filepath.Join(opts.WorkDir, "cluster")
+	if copts.Logf == nil {
+		copts.Logf = opts.Logf
+	}
+	if s.Cluster, err = localcluster.Start(ctx, copts); err != nil {
+		return nil, fmt.Errorf("local control plane: %w", err)
+	}
+	if s.Kube, err = kubernetes.NewForConfig(s.Cluster.AdminConfig()); err != nil {
+		return nil, err
+	}
+	opts.Logf("control plane ready at %s (%s)", s.Cluster.APIServerURL(), s.Cluster.Timings().Total.Round(time.Millisecond))
+
+	var namespaces []string
+	for _, t := range opts.Targets {
+		namespaces = append(namespaces, t.Namespace)
+		if err := s.ensureNamespace(ctx, t.Namespace); err != nil {
+			return nil, err
+		}
+	}
+	pods, err := loadsim.NewInformerPods(bg, s.Kube, namespaces)
+	if err != nil {
+		return nil, err
+	}
+	if s.Sim, err = loadsim.New(loadsim.Options{Targets: opts.Targets, Pods: pods}); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.SimURL = "http://" + ln.Addr().String()
+	s.goBG(func() { s.Sim.Run(bg) })
+	s.goBG(func() { _ = s.Sim.Serve(bg, ln) })
+
+	if s.Prom, err = promrun.Start(ctx, promrun.Options{
+		WorkDir:        filepath.Join(opts.WorkDir, "prometheus"),
+		ScrapeInterval: time.Second,
+		Targets:        []promrun.Target{{Job: "loadsim", Address: ln.Addr().String()}},
+	}); err != nil {
+		return nil, err
+	}
+	opts.Logf("prometheus at %s scraping the load simulator at %s", s.Prom.URL(), s.SimURL)
+
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s.adapterPort = port
+	if err := s.applyManifests(ctx); err != nil {
+		return nil, err
+	}
+	if s.adapterKC, err = s.adapterKubeconfig(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.StartAdapter(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.WaitMetricsAPI(ctx, 60*time.Second); err != nil {
+		return nil, err
+	}
+	opts.Logf("promql-adapter registered: custom.metrics.k8s.io and external.metrics.k8s.io served through kube-apiserver")
+	return s, nil
+}
+
+func (s *Stack) goBG(f func()) {
+	s.bg.Add(1)
+	go func() { defer s.bg.Done(); f() }()
+}
+
+func (s *Stack) ensureNamespace(ctx context.Context, name string) error {
+	_, err := s.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// adapterKubeconfig writes a kubeconfig holding a token of the adapter's ServiceAccount,
+// so the adapter runs with exactly the RBAC of deploy/rbac.yaml.
+func (s *Stack) adapterKubeconfig(ctx context.Context) (string, error) {
+	tr, err := s.Kube.CoreV1().ServiceAccounts(AdapterNamespace).CreateToken(ctx, AdapterServiceAccount,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](48 * 3600)}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for %s/%s: %w", AdapterNamespace, AdapterServiceAccount, err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: s.Cluster.APIServerURL(), CertificateAuthorityData: s.Cluster.CACertPEM()}
+	cfg.AuthInfos["adapter"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "adapter"}
+	cfg.CurrentContext = "local"
+	path := filepath.Join(s.opts.WorkDir, "adapter-sa.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// StartAdapter starts the promql-adapter process (again, after StopAdapter).
+func (s *Stack) StartAdapter(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adapter != nil {
+		return errors.New("adapter already running")
+	}
+	logf, err := os.OpenFile(filepath.Join(s.opts.WorkDir, "logs", "promql-adapter.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(s.adapterBin,
+		"--config="+s.opts.RulesFile,
+		"--prometheus-url="+s.Prom.URL(),
+		"--bind-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(s.adapterPort),
+		"--tls-cert-file="+s.Cluster.AdapterServingCertFile(),
+		"--tls-private-key-file="+s.Cluster.AdapterServingKeyFile(),
+		"--lister-kubeconfig="+s.adapterKC,
+		"--authentication-kubeconfig="+s.adapterKC,
+		"--authorization-kubeconfig="+s.adapterKC,
+		"--series-relist-interval=5s",
+		"--v=2",
+	)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start promql-adapter: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	s.adapter, s.adapterDone = cmd, done
+	return nil
+}
+
+// StopAdapter kills the adapter process (SIGKILL: a crash, not a graceful stop) and waits for it.
+func (s *Stack) StopAdapter() error {
+	s.mu.Lock()
+	cmd, done := s.adapter, s.adapterDone
+	s.adapter = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("promql-adapter did not exit after SIGKILL")
+	}
+}
+
+// AdapterPID is the adapter's process id, or 0 when it is not running.
+func (s *Stack) AdapterPID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adapter == nil {
+		return 0
+	}
+	return s.adapter.Process.Pid
+}
+
+// WaitMetricsAPI waits until kube-apiserver proxies both metrics APIs to the adapter.
+func (s *Stack) WaitMetricsAPI(ctx context.Context, timeout time.Duration) error {
+	rc := s.Kube.Discovery().RESTClient()
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		for _, p := range []string{"/apis/custom.metrics.k8s.io/v1beta2", "/apis/custom.metrics.k8s.io/v1beta1", "/apis/external.metrics.k8s.io/v1beta1"} {
+			if _, last = rc.Get().AbsPath(p).DoRaw(ctx); last != nil {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("metrics APIs not served through kube-apiserver within %s: %v (adapter log: %s)", timeout, last,
+			filepath.Join(s.opts.WorkDir, "logs", "promql-adapter.log"))
+	}
+	return nil
+}
+
+// CreateWorkload creates a Deployment whose pods kwok makes Ready, and a Service in front of it.
+func (s *Stack) CreateWorkload(ctx context.Context, t loadsim.Target, replicas int32) error {
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: t.Deployment, Namespace: t.Namespace, Labels: t.MatchLabels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: t.MatchLabels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: t.MatchLabels},
+				Spec: corev1.PodSpec{
+					NodeName:    localcluster.NodeName, // no scheduler in the local control plane
+					Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					Containers: []corev1.Container{{
+						Name: "app", Image: "fake-image:latest",
+						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{}},
+					}},
+				},
+			},
+		},
+	}
+	if _, err := s.Kube.AppsV1().Deployments(t.Namespace).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("deployment %s/%s: %w", t.Namespace, t.Deployment, err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: t.Service, Namespace: t.Namespace},
+		Spec: corev1.ServiceSpec{Selector: t.MatchLabels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}
+	if _, err := s.Kube.CoreV1().Services(t.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("service %s/%s: %w", t.Namespace, t.Service, err)
+	}
+	return nil
+}
+
+// Stop stops everything Start started, the adapter first and the control plane last.
+func (s *Stack) Stop() error {
+	var errs []error
+	errs = append(errs, s.StopAdapter())
+	if s.Prom != nil {
+		errs = append(errs, s.Prom.Stop())
+	}
+	s.cancel()
+	s.bg.Wait()
+	if s.Cluster != nil {
+		errs = append(errs, s.Cluster.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+// WorkDir is where the stack keeps its files and logs.
+func (s *Stack) WorkDir() string { return s.opts.WorkDir }
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
