@@ -304,7 +304,7 @@ func (s *Stack) CreateWorkload(ctx context.Context, t loadsim.Target, replicas i
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: t.Service, Namespace: t.Namespace},
-		Spec: corev1.ServiceSpec{Selector: t.MatchLabels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+		Spec:       corev1.ServiceSpec{Selector: t.MatchLabels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
 	}
 	if _, err := s.Kube.CoreV1().Services(t.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("service %s/%s: %w", t.Namespace, t.Service, err)
