@@ -1,0 +1,175 @@
+// Command demo is `make demo`: it brings up the local control plane, Prometheus, a load simulator
+// and promql-adapter, then tells the autoscaling story of a Node.js-like workload whose event-loop
+// utilisation (ELU) rises and falls, one line per HPA sync, and leaves everything running until Ctrl-C.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/promql-adapter/promql-adapter/internal/loadsim"
+	"github.com/promql-adapter/promql-adapter/internal/localcluster"
+	"github.com/promql-adapter/promql-adapter/internal/stack"
+)
+
+const (
+	ns       = "demo"
+	capacity = 100 // requests/s one pod serves at ELU 1.0
+	sync     = 2 * time.Second
+)
+
+func main() {
+	cache := flag.String("cache", ".cache", "the Makefile's cache directory")
+	k8s := flag.String("k8s-version", "v1.37.2", "control plane version built by make cluster-bins")
+	noWait := flag.Bool("no-wait", false, "stop after the story instead of waiting for Ctrl-C")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *cache, *k8s, *noWait); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cache, k8s string, noWait bool) error {
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	cache, _ = filepath.Abs(cache)
+	work := filepath.Join(cache, "demo")
+	if err := os.RemoveAll(work); err != nil {
+		return err
+	}
+	web := loadsim.Target{Namespace: ns, Deployment: "web", Service: "web", Capacity: capacity, MatchLabels: map[string]string{"app": "web"}}
+	say("bringing up etcd, kube-apiserver, kube-controller-manager, kwok, Prometheus and promql-adapter on 127.0.0.1 ...")
+	start := time.Now()
+	st, err := stack.Start(ctx, stack.Options{
+		RepoRoot:  root,
+		BinDir:    filepath.Join(cache, "cluster", "k8s-"+k8s, "bin"),
+		WorkDir:   work,
+		RulesFile: filepath.Join(root, "testdata/rules/e2e.yaml"),
+		Targets:   []loadsim.Target{web},
+		Cluster:   localcluster.Options{HPASyncPeriod: sync, HPADownscaleStabilization: 5 * time.Second},
+		Logf:      func(f string, a ...any) { say("  "+f, a...) },
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping everything ...")
+		if err := st.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "demo: stop:", err)
+		}
+	}()
+	say("up in %s", time.Since(start).Round(100*time.Millisecond))
+
+	if err := st.CreateWorkload(ctx, web, 1); err != nil {
+		return err
+	}
+	h := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
+			MinReplicas:    ptr.To[int32](1),
+			MaxReplicas:    10,
+			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.PodsMetricSourceType, Pods: &autoscalingv2.PodsMetricSource{
+				Metric: autoscalingv2.MetricIdentifier{Name: "elu_utilization"},
+				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: ptr.To(resource.MustParse("500m"))},
+			}}},
+			Behavior: &autoscalingv2.HorizontalPodAutoscalerBehavior{ScaleDown: &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: ptr.To[int32](5)}},
+		},
+	}
+	if _, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(ctx, h, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	say("Deployment demo/web (1 replica, %d req/s per pod at ELU 1.0) with an HPA on elu_utilization, target 500m, 1..10 replicas", capacity)
+	say("")
+	say("%8s  %8s  %9s  %15s  %s", "time", "load", "avg ELU", "desired/current", "")
+
+	story := []struct {
+		load float64
+		hold time.Duration
+		note string
+	}{
+		{30, 16 * time.Second, "quiet: one pod, ELU 0.3, below the 0.5 target"},
+		{320, 50 * time.Second, "traffic rises to 320 req/s: ELU saturates, the HPA adds pods until ELU ≈ 0.46 (7 pods)"},
+		{60, 30 * time.Second, "traffic falls to 60 req/s: after the 5 s scale-down window the HPA removes pods (2 left)"},
+		{20, 24 * time.Second, "night: 20 req/s, one pod is enough"},
+	}
+	begin := time.Now()
+	for _, phase := range story {
+		if err := st.Sim.SetLoad(ns, "web", phase.load); err != nil {
+			return err
+		}
+		say("--- %s", phase.note)
+		end := time.Now().Add(phase.hold)
+		for time.Now().Before(end) {
+			if err := line(ctx, st, begin); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(sync):
+			}
+		}
+	}
+	say("")
+	say("The 0↔1 controller (scale to zero when idle, wake on demand) is not built yet; this story stops at one replica.")
+	if noWait {
+		return nil
+	}
+	kc := st.Cluster.AdminKubeconfig()
+	say("")
+	say("Everything keeps running. Try, in another shell:")
+	say("  export KUBECONFIG=%s", kc)
+	say("  kubectl get hpa,deploy -n demo")
+	say("  kubectl get --raw /apis/custom.metrics.k8s.io/v1beta2")
+	say("  kubectl get --raw '/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/*/elu_utilization?labelSelector=app%%3Dweb'")
+	say("  kubectl get --raw '/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/services/web/service_requests_per_second'")
+	say("  kubectl get --raw '/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/queue_messages_ready'")
+	say("  curl -X PUT -d 400 %s/targets/demo/web/load     # change the simulated load", st.SimURL)
+	say("  Prometheus: %s   logs: %s/logs and %s/cluster/logs", st.Prom.URL(), st.WorkDir(), st.WorkDir())
+	say("Ctrl-C stops everything.")
+	<-ctx.Done()
+	return nil
+}
+
+// line prints one HPA sync: time, load, average ELU, desired/current replicas.
+func line(ctx context.Context, st *stack.Stack, begin time.Time) error {
+	h, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	s, err := st.Sim.Status(ns, "web")
+	if err != nil {
+		return err
+	}
+	elu := "-"
+	if len(h.Status.CurrentMetrics) > 0 && h.Status.CurrentMetrics[0].Pods != nil {
+		elu = h.Status.CurrentMetrics[0].Pods.Current.AverageValue.String()
+	}
+	bar := ""
+	for range h.Status.CurrentReplicas {
+		bar += "█"
+	}
+	say("%7.0fs  %4.0f r/s  %9s  %7d/%-7d  %s", time.Since(begin).Seconds(), s.Load, elu, h.Status.DesiredReplicas, h.Status.CurrentReplicas, bar)
+	return nil
+}
+
+func say(format string, a ...any) {
+	fmt.Printf(format+"\n", a...)
+}
