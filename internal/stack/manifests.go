@@ -20,7 +20,7 @@ import (
 
 // Manifests are the files of deploy/ the local stack applies, in order; the local overlay
 // (deploy/local) replaces the Service, and the APIServices get the local port and CA.
-var manifests = []string{"deploy/namespace.yaml", "deploy/rbac.yaml", "deploy/local/service.yaml", "deploy/apiservice.yaml"}
+var manifests = []string{"deploy/namespace.yaml", "deploy/rbac.yaml", "deploy/local/service.yaml", "deploy/apiservice.yaml", "deploy/wake-rbac.yaml"}
 
 // ReadManifests decodes the YAML documents of the given files under root.
 func ReadManifests(root string, files ...string) ([]*unstructured.Unstructured, error) {

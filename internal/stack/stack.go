@@ -150,7 +150,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.applyManifests(ctx); err != nil {
 		return nil, err
 	}
-	if s.adapterKC, err = s.adapterKubeconfig(ctx); err != nil {
+	if s.adapterKC, err = s.ServiceAccountKubeconfig(ctx, AdapterNamespace, AdapterServiceAccount); err != nil {
 		return nil, err
 	}
 	if err := s.StartAdapter(ctx); err != nil {
@@ -176,20 +176,20 @@ func (s *Stack) ensureNamespace(ctx context.Context, name string) error {
 	return nil
 }
 
-// adapterKubeconfig writes a kubeconfig holding a token of the adapter's ServiceAccount,
-// so the adapter runs with exactly the RBAC of deploy/rbac.yaml.
-func (s *Stack) adapterKubeconfig(ctx context.Context) (string, error) {
-	tr, err := s.Kube.CoreV1().ServiceAccounts(AdapterNamespace).CreateToken(ctx, AdapterServiceAccount,
+// ServiceAccountKubeconfig writes a kubeconfig holding a token of a ServiceAccount, so a
+// component runs with exactly the RBAC deploy/ grants it.
+func (s *Stack) ServiceAccountKubeconfig(ctx context.Context, namespace, sa string) (string, error) {
+	tr, err := s.Kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, sa,
 		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](48 * 3600)}}, metav1.CreateOptions{})
 	if err != nil {
-		return "", fmt.Errorf("token for %s/%s: %w", AdapterNamespace, AdapterServiceAccount, err)
+		return "", fmt.Errorf("token for %s/%s: %w", namespace, sa, err)
 	}
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: s.Cluster.APIServerURL(), CertificateAuthorityData: s.Cluster.CACertPEM()}
-	cfg.AuthInfos["adapter"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "adapter"}
+	cfg.AuthInfos[sa] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: sa}
 	cfg.CurrentContext = "local"
-	path := filepath.Join(s.opts.WorkDir, "adapter-sa.kubeconfig")
+	path := filepath.Join(s.opts.WorkDir, sa+".kubeconfig")
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
 		return "", err
 	}

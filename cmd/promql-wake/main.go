@@ -1,0 +1,71 @@
+// Command promql-wake scales opted-in HPA targets to zero when idle and wakes them on demand.
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/promql-adapter/promql-adapter/wake"
+)
+
+func main() {
+	var (
+		kubeconfig = flag.String("kubeconfig", "", "kubeconfig; in-cluster config if empty")
+		identity   = flag.String("id", os.Getenv("POD_NAME"), "this replica's identity in the leader Lease (default $POD_NAME, else the host name)")
+		leaseNS    = flag.String("lease-namespace", "custom-metrics", "namespace of the leader Lease")
+		leaseName  = flag.String("lease-name", "promql-wake", "name of the leader Lease")
+		elect      = flag.Bool("leader-elect", true, "elect one acting replica through a Lease; off only for a single replica")
+		listen     = flag.String("listen", ":8443", "address of the push endpoint (/alertmanager, /wake/...) and /metrics, /healthz")
+		certFile   = flag.String("tls-cert-file", "", "serve HTTPS with this certificate")
+		keyFile    = flag.String("tls-private-key-file", "", "key of --tls-cert-file")
+		clientCA   = flag.String("client-ca-file", "", "client certificates signed by this CA may push")
+		tokenFile  = flag.String("token-file", "", "file holding the bearer token pushes must carry")
+		pollSleep  = flag.Duration("poll-sleeping", 500*time.Millisecond, "how often a sleeping target's activation signals are read")
+		pollAwake  = flag.Duration("poll-awake", 5*time.Second, "how often an awake target is checked for idleness")
+	)
+	klog.InitFlags(flag.CommandLine)
+	flag.Parse()
+
+	cfg, err := restConfig(*kubeconfig)
+	if err != nil {
+		klog.ErrorS(err, "kubeconfig")
+		os.Exit(1)
+	}
+	if *identity == "" {
+		*identity, _ = os.Hostname()
+	}
+	token := ""
+	if *tokenFile != "" {
+		if token, err = wake.ReadToken(*tokenFile); err != nil {
+			klog.ErrorS(err, "token")
+			os.Exit(1)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = wake.Run(ctx, wake.Config{
+		Kube: cfg, Identity: *identity, LeaseNamespace: *leaseNS, LeaseName: *leaseName, LeaderElection: *elect,
+		Listen: *listen, TLSCertFile: *certFile, TLSKeyFile: *keyFile, ClientCAFile: *clientCA, Token: token,
+		Controller: wake.ControllerOptions{PollSleeping: *pollSleep, PollAwake: *pollAwake},
+	})
+	if err != nil {
+		klog.ErrorS(err, "promql-wake stopped")
+		klog.Flush()
+		os.Exit(1)
+	}
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return rest.InClusterConfig()
+	}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, nil).ClientConfig()
+}

@@ -1,0 +1,417 @@
+package wake
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/klog/v2"
+)
+
+// Target names one thing to wake: an opted-in HPA by its name, or by the Deployment it scales; never both.
+type Target struct {
+	Namespace  string `json:"namespace"`            // Namespace of the HPA or Deployment.
+	HPA        string `json:"hpa,omitempty"`        // HPA names the HorizontalPodAutoscaler to wake.
+	Deployment string `json:"deployment,omitempty"` // Deployment names the Deployment whose opted-in HPA to wake.
+}
+
+// Waker wakes a target scaled to zero; the controller implements it.
+type Waker interface {
+	Wake(ctx context.Context, t Target, reason string) error // Wake returns *NotFoundError or *NotLeaderError (possibly wrapped) when it cannot.
+}
+
+// NotFoundError reports that no opted-in HPA matches a target.
+type NotFoundError struct {
+	Target Target // Target is the target nothing matched.
+}
+
+// Error describes the unmatched target.
+func (e *NotFoundError) Error() string {
+	return "no opted-in HPA matches " + webhookDescribe(e.Target)
+}
+
+// NotLeaderError reports that this replica is not the leader; Leader is the leader's identity, empty when unknown.
+type NotLeaderError struct {
+	Leader string // Leader is the identity of the current leader, empty when unknown.
+}
+
+// Error names the leader.
+func (e *NotLeaderError) Error() string {
+	if e.Leader == "" {
+		return "this replica is not the leader, and the leader is unknown"
+	}
+	return fmt.Sprintf("this replica is not the leader; the leader is %q", e.Leader)
+}
+
+// WebhookOptions configures NewWebhook.
+type WebhookOptions struct {
+	Waker     Waker            // Waker wakes targets; required.
+	Token     string           // Token is the bearer token callers must send; required unless ClientCAs is set.
+	ClientCAs *x509.CertPool   // ClientCAs, when set, also admits a TLS-verified client certificate that chains to this pool.
+	MaxBody   int64            // MaxBody limits the Alertmanager request body in bytes; 0 means 1 MiB.
+	Now       func() time.Time // Now is the clock used to check client certificates; nil means time.Now.
+}
+
+// webhookDefaultMaxBody is the Alertmanager body limit when WebhookOptions.MaxBody is 0.
+const webhookDefaultMaxBody = 1 << 20
+
+// NewWebhook returns the push-wake handler: POST /alertmanager, POST /wake/{namespace}/hpa/{name} and POST /wake/{namespace}/deployment/{name}.
+func NewWebhook(o WebhookOptions) (http.Handler, error) {
+	if o.Waker == nil {
+		return nil, errors.New("wake webhook: Waker is required")
+	}
+	if o.Token == "" && o.ClientCAs == nil {
+		return nil, errors.New("wake webhook: a bearer Token or ClientCAs is required")
+	}
+	if o.Token != strings.TrimSpace(o.Token) || strings.ContainsAny(o.Token, " \t\r\n") {
+		return nil, errors.New("wake webhook: Token must not contain whitespace")
+	}
+	if o.MaxBody < 0 {
+		return nil, fmt.Errorf("wake webhook: MaxBody %d is negative", o.MaxBody)
+	}
+	if o.MaxBody == 0 {
+		o.MaxBody = webhookDefaultMaxBody
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h := &webhook{waker: o.Waker, clientCAs: o.ClientCAs, maxBody: o.MaxBody, now: o.Now}
+	if o.Token != "" {
+		// Only the token's digest is kept: it is compared in constant time and cannot be logged by accident.
+		sum := sha256.Sum256([]byte(o.Token))
+		h.tokenSum = sum[:]
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /alertmanager", h.alertmanager)
+	mux.HandleFunc("POST /wake/{namespace}/hpa/{name}", h.wakeHPA)
+	mux.HandleFunc("POST /wake/{namespace}/deployment/{name}", h.wakeDeployment)
+	// The same paths without a method answer 405 in JSON; everything else answers 404 in JSON.
+	mux.HandleFunc("/alertmanager", webhookMethodNotAllowed)
+	mux.HandleFunc("/wake/{namespace}/hpa/{name}", webhookMethodNotAllowed)
+	mux.HandleFunc("/wake/{namespace}/deployment/{name}", webhookMethodNotAllowed)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		webhookWriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return h.authenticate(mux), nil
+}
+
+// webhook serves the push-wake endpoints.
+type webhook struct {
+	waker     Waker
+	tokenSum  []byte // SHA-256 of the bearer token; nil when bearer tokens are not accepted.
+	clientCAs *x509.CertPool
+	maxBody   int64
+	now       func() time.Time
+}
+
+// authenticate admits a request with the bearer token or a verified client certificate, and answers 401 otherwise.
+func (h *webhook) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.bearerOK(r) || h.clientCertOK(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		klog.V(2).InfoS("wake webhook: unauthenticated request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		webhookWriteError(w, http.StatusUnauthorized, "unauthorized: send Authorization: Bearer <token> or a trusted client certificate")
+	})
+}
+
+// bearerOK reports whether the request carries the configured bearer token.
+func (h *webhook) bearerOK(r *http.Request) bool {
+	if h.tokenSum == nil {
+		return false
+	}
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	token = strings.TrimSpace(token)
+	if token == "" {
+		return false
+	}
+	// Comparing digests keeps the comparison constant-time in the token's length too.
+	sum := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(sum[:], h.tokenSum) == 1
+}
+
+// clientCertOK reports whether the TLS layer verified a client certificate that also chains to ClientCAs.
+func (h *webhook) clientCertOK(r *http.Request) bool {
+	if h.clientCAs == nil || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
+		return false
+	}
+	// The listener may trust other client CAs (an aggregated API server trusts its front proxy's), so check ours.
+	intermediates := x509.NewCertPool()
+	for _, c := range r.TLS.PeerCertificates[1:] {
+		intermediates.AddCert(c)
+	}
+	_, err := r.TLS.PeerCertificates[0].Verify(x509.VerifyOptions{
+		Roots:         h.clientCAs,
+		Intermediates: intermediates,
+		CurrentTime:   h.now(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		klog.V(2).InfoS("wake webhook: client certificate not trusted", "subject", r.TLS.PeerCertificates[0].Subject.String(), "err", err)
+		return false
+	}
+	return true
+}
+
+// amMessage is Alertmanager's webhook payload, version 4.
+type amMessage struct {
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   uint64            `json:"truncatedAlerts"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	Alerts            []amAlert         `json:"alerts"`
+}
+
+// amAlert is one alert of an Alertmanager webhook payload.
+type amAlert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+}
+
+// webhookWake is one target to wake and why.
+type webhookWake struct {
+	target Target
+	reason string
+}
+
+// alertmanager wakes every distinct target named by a firing alert of an Alertmanager notification.
+func (h *webhook) alertmanager(w http.ResponseWriter, r *http.Request) {
+	wakes, res, err := h.readAlertmanager(w, r)
+	if err != nil {
+		klog.V(1).InfoS("wake webhook: Alertmanager notification refused", "err", err)
+		webhookWriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	h.wakeAll(r.Context(), w, wakes, res)
+}
+
+// readAlertmanager reads and validates a whole notification and returns the distinct targets of its firing alerts.
+func (h *webhook) readAlertmanager(w http.ResponseWriter, r *http.Request) ([]webhookWake, webhookResult, error) {
+	var res webhookResult
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return nil, res, fmt.Errorf("request body exceeds %d bytes", h.maxBody)
+		}
+		return nil, res, fmt.Errorf("read request body: %w", err)
+	}
+	var m amMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, res, fmt.Errorf("decode Alertmanager notification: %w", err)
+	}
+	if m.Version != "4" {
+		return nil, res, fmt.Errorf("unsupported Alertmanager webhook version %q, want \"4\"", m.Version)
+	}
+	if len(m.Alerts) == 0 {
+		return nil, res, errors.New("notification has no alerts")
+	}
+	var wakes []webhookWake
+	seen := make(map[Target]bool)
+	for i, a := range m.Alerts {
+		switch a.Status {
+		case "resolved":
+			res.Resolved++
+			continue
+		case "firing":
+		default:
+			return nil, res, fmt.Errorf("alert %d (%s): unknown status %q", i, a.Fingerprint, a.Status)
+		}
+		t, named, err := webhookAlertTarget(a.Labels)
+		if err != nil {
+			return nil, res, fmt.Errorf("alert %d (%s): %w", i, a.Fingerprint, err)
+		}
+		if !named {
+			res.Ignored++
+			continue
+		}
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		wakes = append(wakes, webhookWake{target: t, reason: fmt.Sprintf("alertmanager: %s (%s)", a.Labels["alertname"], a.Fingerprint)})
+	}
+	return wakes, res, nil
+}
+
+// webhookAlertTarget returns the target an alert's labels name: namespace with hpa or deployment; named is false when they name neither.
+func webhookAlertTarget(l map[string]string) (t Target, named bool, err error) {
+	t = Target{Namespace: l["namespace"], HPA: l["hpa"], Deployment: l["deployment"]}
+	if t.Namespace == "" || (t.HPA == "" && t.Deployment == "") {
+		return Target{}, false, nil
+	}
+	if t.HPA != "" && t.Deployment != "" {
+		return Target{}, false, fmt.Errorf("labels name both hpa %q and deployment %q; keep one", t.HPA, t.Deployment)
+	}
+	if err := webhookValidate(t); err != nil {
+		return Target{}, false, err
+	}
+	return t, true, nil
+}
+
+// webhookValidate checks a target's namespace and name are valid Kubernetes names.
+func webhookValidate(t Target) error {
+	var msgs []string
+	for _, m := range validation.IsDNS1123Label(t.Namespace) {
+		msgs = append(msgs, fmt.Sprintf("namespace %q: %s", t.Namespace, m))
+	}
+	kind, name := "hpa", t.HPA
+	if t.Deployment != "" {
+		kind, name = "deployment", t.Deployment
+	}
+	for _, m := range validation.IsDNS1123Subdomain(name) {
+		msgs = append(msgs, fmt.Sprintf("%s name %q: %s", kind, name, m))
+	}
+	if len(msgs) > 0 {
+		return fmt.Errorf("invalid target: %s", strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// wakeHPA serves POST /wake/{namespace}/hpa/{name}.
+func (h *webhook) wakeHPA(w http.ResponseWriter, r *http.Request) {
+	h.wakeOne(w, r, Target{Namespace: r.PathValue("namespace"), HPA: r.PathValue("name")})
+}
+
+// wakeDeployment serves POST /wake/{namespace}/deployment/{name}.
+func (h *webhook) wakeDeployment(w http.ResponseWriter, r *http.Request) {
+	h.wakeOne(w, r, Target{Namespace: r.PathValue("namespace"), Deployment: r.PathValue("name")})
+}
+
+// wakeOne validates and wakes the one target of a plain POST.
+func (h *webhook) wakeOne(w http.ResponseWriter, r *http.Request, t Target) {
+	if err := webhookValidate(t); err != nil {
+		webhookWriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	kind, name := "hpa", t.HPA
+	if t.Deployment != "" {
+		kind, name = "deployment", t.Deployment
+	}
+	reason := fmt.Sprintf("POST /wake/%s/%s/%s", t.Namespace, kind, name)
+	h.wakeAll(r.Context(), w, []webhookWake{{target: t, reason: reason}}, webhookResult{})
+}
+
+// webhookResult is the JSON answer to a wake request.
+type webhookResult struct {
+	Error    string               `json:"error,omitempty"`
+	Leader   string               `json:"leader,omitempty"`
+	Woken    []Target             `json:"woken"`
+	Ignored  int                  `json:"ignored"`
+	Resolved int                  `json:"resolved"`
+	Errors   []webhookTargetError `json:"errors"`
+}
+
+// webhookTargetError is a target that could not be woken.
+type webhookTargetError struct {
+	Target
+	Error string `json:"error"`
+}
+
+// wakeAll wakes targets in order and answers 503 if this replica is not the leader, 500 on any other failure,
+// 404 if no target matched an opted-in HPA, and 200 otherwise.
+func (h *webhook) wakeAll(ctx context.Context, w http.ResponseWriter, wakes []webhookWake, res webhookResult) {
+	res.Woken, res.Errors = []Target{}, []webhookTargetError{}
+	notFound, failed := 0, 0
+	var notLeader *NotLeaderError
+	for _, wk := range wakes {
+		err := h.waker.Wake(ctx, wk.target, wk.reason)
+		if err == nil {
+			klog.V(1).InfoS("wake webhook: woken", "target", webhookDescribe(wk.target), "reason", wk.reason)
+			res.Woken = append(res.Woken, wk.target)
+			continue
+		}
+		err = fmt.Errorf("wake %s: %w", webhookDescribe(wk.target), err)
+		res.Errors = append(res.Errors, webhookTargetError{Target: wk.target, Error: err.Error()})
+		if errors.As(err, &notLeader) {
+			// Every other target would fail the same way on a replica that is not the leader.
+			klog.V(1).InfoS("wake webhook: not the leader", "leader", notLeader.Leader, "reason", wk.reason)
+			break
+		}
+		var nf *NotFoundError
+		if errors.As(err, &nf) {
+			notFound++
+			klog.V(1).InfoS("wake webhook: no opted-in HPA", "target", webhookDescribe(wk.target), "reason", wk.reason)
+			continue
+		}
+		failed++
+		klog.ErrorS(err, "wake webhook: wake failed", "reason", wk.reason)
+	}
+
+	status := http.StatusOK
+	switch {
+	case notLeader != nil:
+		status = http.StatusServiceUnavailable
+		res.Leader = notLeader.Leader
+		res.Error = notLeader.Error()
+		if notLeader.Leader != "" {
+			w.Header().Set("X-Leader", notLeader.Leader)
+		}
+	case failed > 0:
+		status = http.StatusInternalServerError
+		res.Error = fmt.Sprintf("%d of %d targets failed to wake", failed, len(wakes))
+	case len(wakes) > 0 && notFound == len(wakes):
+		status = http.StatusNotFound
+		res.Error = "no target matches an opted-in HPA"
+	}
+	webhookWriteJSON(w, status, res)
+}
+
+// webhookMethodNotAllowed answers 405 for a known path with a method other than POST.
+func webhookMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", http.MethodPost)
+	webhookWriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use POST")
+}
+
+// webhookWriteError answers status with a JSON error message.
+func webhookWriteError(w http.ResponseWriter, status int, msg string) {
+	webhookWriteJSON(w, status, struct {
+		Error string `json:"error"`
+	}{msg})
+}
+
+// webhookWriteJSON answers status with v as JSON.
+func webhookWriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		klog.ErrorS(err, "wake webhook: encode response")
+		status, b = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// webhookDescribe renders a target as "hpa ns/name" or "deployment ns/name".
+func webhookDescribe(t Target) string {
+	if t.Deployment != "" {
+		return "deployment " + t.Namespace + "/" + t.Deployment
+	}
+	return "hpa " + t.Namespace + "/" + t.HPA
+}
