@@ -8,7 +8,7 @@ E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/)
 FUZZTIME    ?= 20s
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench demo clean
+.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake demo clean
 
 all: build
 
@@ -45,6 +45,10 @@ e2e: cluster-bins
 ## bench: latency of the adapter next to the same PromQL sent straight to a real Prometheus.
 bench: deps
 	go test ./test/integration/ -run '^$$' -bench . -benchtime 1x -count 1
+
+## bench-wake: wake latency, push and signal, p50/p99 over 100 wakes each (about 6 minutes).
+bench-wake: deps cluster-bins
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/e2e/ -run '^$$' -bench WakeLatency -benchtime 1x -count 1 -timeout 30m
 
 demo: deps cluster-bins
 	go run ./hack/demo --cache $(CACHE)

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/scale"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	custommetrics "k8s.io/metrics/pkg/client/custom_metrics"
@@ -162,7 +163,14 @@ func (ctl *Controller) sync(ctx context.Context, key types.NamespacedName) time.
 	d := Decide(now, policy, sc.Spec.Replicas, minReplicas, signals, st)
 	if len(signals) == 0 {
 		ctl.c.Recorder.Eventf(h, corev1.EventTypeWarning, "NoActivationSignal",
-			"scale-to-zero: the HPA has no External or Object metric and no %s annotation, so nothing can wake it", AnnotationPrefix+KeyActivationMetric)
+			"scale-to-zero: the HPA has no External or Object metric and no %s annotation, so nothing can wake it", AnnotationActivationMetric)
+	}
+	for _, s := range signals {
+		if s.Err != nil {
+			// Never sleep or wake on missing data, and say so where the user looks.
+			ctl.c.Recorder.Eventf(h, corev1.EventTypeWarning, "FailedGetActivationSignal", "scale-to-zero: %s", d.Reason)
+			break
+		}
 	}
 	switch {
 	case d.Action == Sleep && minReplicas == 0:
@@ -194,15 +202,15 @@ func (ctl *Controller) sync(ctx context.Context, key types.NamespacedName) time.
 	ctl.mu.Unlock()
 	ctl.o.Metrics.sleeping(ctl.countSleeping())
 
-	next := d.Requeue
 	poll := ctl.o.PollAwake
 	if sc.Spec.Replicas == 0 || d.Action == Sleep {
 		poll = ctl.o.PollSleeping
 	}
-	if next <= 0 || next > poll {
-		next = poll
+	// Decide's default requeue means "nothing due": keep to our own poll interval.
+	if next := d.Requeue; next > 0 && next != DefaultRequeue && next < poll {
+		return next
 	}
-	return next
+	return poll
 }
 
 func anyActive(signals []Signal, p Policy) bool {
@@ -384,22 +392,9 @@ func (ctl *Controller) Wake(ctx context.Context, t Target, reason string) error 
 	if err != nil {
 		return fmt.Errorf("HPA %s/%s: %w", h.Namespace, h.Name, err)
 	}
-	sc, gr, err := ctl.getScale(ctx, h)
-	if err != nil {
-		return err
-	}
 	key := types.NamespacedName{Namespace: h.Namespace, Name: h.Name}
 	if policy.Paused {
 		return fmt.Errorf("HPA %s/%s is paused", h.Namespace, h.Name)
-	}
-	if sc.Spec.Replicas > 0 {
-		// Awake already: restart its idle timer, so it does not go to sleep right after the push.
-		ctl.mu.Lock()
-		st := ctl.state[key]
-		st.IdleSince = time.Time{}
-		ctl.state[key] = st
-		ctl.mu.Unlock()
-		return nil
 	}
 	replicas := int32(1)
 	if h.Spec.MinReplicas != nil && *h.Spec.MinReplicas > replicas {
@@ -408,8 +403,30 @@ func (ctl *Controller) Wake(ctx context.Context, t Target, reason string) error 
 	if f := policy.Floor(ctl.o.Now()); f > replicas {
 		replicas = f
 	}
-	if err := ctl.setReplicas(ctx, h, gr, sc, replicas, State{}); err != nil {
+	awake := false
+	// The scale may change under us (the Deployment controller, a human): read it again and retry.
+	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		sc, gr, err := ctl.getScale(ctx, h)
+		if err != nil {
+			return err
+		}
+		if sc.Spec.Replicas > 0 {
+			awake = true
+			return nil
+		}
+		return ctl.setReplicas(ctx, h, gr, sc, replicas, State{})
+	})
+	if err != nil {
 		return err
+	}
+	if awake {
+		// Awake already: restart its idle timer, so it does not go to sleep right after the push.
+		ctl.mu.Lock()
+		st := ctl.state[key]
+		st.IdleSince = time.Time{}
+		ctl.state[key] = st
+		ctl.mu.Unlock()
+		return nil
 	}
 	ctl.mu.Lock()
 	ctl.state[key] = State{}

@@ -56,11 +56,7 @@ type Decision struct {
 	Requeue  time.Duration // when to call Decide again at the latest; always > 0
 }
 
-// Decide is the pure scale-to-zero decision for one HPA at now, given its
-// policy, the target's current replicas, the HPA's minReplicas, this round's
-// activation signals and the persisted state. See the package tests for the
-// rules; in short: never act on missing data, wake on activity or an open
-// keep-awake window, sleep after IdleAfter without either.
+// Decide is the pure scale-to-zero decision for one HPA at now; the rules are in the package documentation.
 func Decide(now time.Time, p Policy, current, minReplicas int32, signals []Signal, st State) Decision {
 	d := decide(now, p, current, minReplicas, signals, st)
 	if d.Requeue <= 0 {

@@ -7,6 +7,29 @@
 // Nothing here performs I/O, talks to Kubernetes or keeps state between
 // calls: the controller reads the signals, passes the clock in, persists the
 // returned State as annotations and applies the returned Action.
+//
+// Decide applies these rules, in order:
+//
+//   - paused: None, state unchanged.
+//   - no signal, or any signal with an error or a NaN value: None, and the
+//     idle timer restarts (missing data is neither activity nor idleness).
+//   - a signal is active when its value is strictly above the threshold; the
+//     floor is the largest floor of the keep-awake windows open now.
+//   - at zero replicas: activity or a floor wakes the target to
+//     max(1, minReplicas, floor), never to the replicas it had before sleeping
+//     (the HPA takes over from there). A target someone else put at zero is
+//     woken the same way but never recorded as sleeping by us.
+//   - above zero: activity or a floor keeps it awake and clears the idle
+//     timer (so one active sample is enough to postpone sleep); otherwise the
+//     first idle round starts the timer and the target sleeps once it has been
+//     idle for IdleAfter.
+//   - Requeue is the time left on the idle timer, or DefaultRequeue, and never
+//     later than the next keep-awake window change.
+//
+// Keep-awake windows follow the wall clock of their own zone: a window whose
+// start falls in a DST gap opens at the jump (02:30-03:30 on a 02:00→03:00
+// day is open 03:00-03:30), and one inside a repeated hour is open during both
+// occurrences of it.
 package wake
 
 import (
@@ -136,15 +159,20 @@ func (e *AnnotationError) Error() string {
 // Unwrap returns the underlying cause.
 func (e *AnnotationError) Unwrap() error { return e.Err }
 
+// durationError shortens time.ParseDuration's errors to "time: invalid duration"; the value is quoted beside it already.
+type durationError struct{ err error }
+
+func (e durationError) Error() string { return "time: invalid duration" }
+func (e durationError) Unwrap() error { return e.err }
+
 func annotationErr(key, value string, err error) error {
 	return &AnnotationError{Key: key, Value: value, Err: err}
 }
 
-// ParsePolicy reads the scale-to-zero annotations of an HPA. enabled reports
-// whether the HPA opted in; when it did not, the other annotations are not
-// read and the error is nil. When it did, every invalid annotation is
-// reported (joined), each error naming the key and the bad value.
+// ParsePolicy reads an HPA's annotations; enabled is false (and err nil) unless it opted in, and err joins one *AnnotationError per bad annotation.
 func ParsePolicy(annotations map[string]string) (p Policy, enabled bool, err error) {
+	// Not opted in: the other annotations are none of our business, even when invalid.
+	// Opted in but invalid: enabled stays true so the controller can report err on the HPA.
 	if annotations[AnnotationEnabled] != "true" {
 		return Policy{}, false, nil
 	}
@@ -155,7 +183,7 @@ func ParsePolicy(annotations map[string]string) (p Policy, enabled bool, err err
 		d, err := time.ParseDuration(v)
 		switch {
 		case err != nil:
-			errs = append(errs, annotationErr(AnnotationIdleAfter, v, err))
+			errs = append(errs, annotationErr(AnnotationIdleAfter, v, durationError{err}))
 		case d < MinIdleAfter:
 			errs = append(errs, annotationErr(AnnotationIdleAfter, v, fmt.Errorf("must be at least %s", MinIdleAfter)))
 		default:

@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-func enabled(kv ...string) map[string]string {
+func policyAnnotations(kv ...string) map[string]string {
 	a := map[string]string{AnnotationEnabled: "true"}
 	for i := 0; i+1 < len(kv); i += 2 {
 		a[AnnotationPrefix+kv[i]] = kv[i+1]
@@ -36,7 +36,7 @@ func TestParsePolicyDisabled(t *testing.T) {
 }
 
 func TestParsePolicyDefaults(t *testing.T) {
-	p, on, err := ParsePolicy(enabled())
+	p, on, err := ParsePolicy(policyAnnotations())
 	if err != nil || !on {
 		t.Fatalf("ParsePolicy = %v, %v", on, err)
 	}
@@ -46,7 +46,7 @@ func TestParsePolicyDefaults(t *testing.T) {
 }
 
 func TestParsePolicyFull(t *testing.T) {
-	p, on, err := ParsePolicy(enabled(
+	p, on, err := ParsePolicy(policyAnnotations(
 		KeyIdleAfter, "90s",
 		KeyActivationThreshold, "500m",
 		KeyActivationMetric, "external:queue_messages_ready?queue=orders,env!=dev",
@@ -93,7 +93,7 @@ func TestParsePolicyValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
-			p, _, err := ParsePolicy(enabled(tt.key, tt.value))
+			p, _, err := ParsePolicy(policyAnnotations(tt.key, tt.value))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,20 +118,21 @@ func TestParsePolicyErrors(t *testing.T) {
 		{KeyActivationMetric, "pods:foo", `scale-to-zero.promql-adapter.io/activation-metric: "pods:foo": unknown kind "pods": want external or object`},
 		{KeyActivationMetric, "external:", `scale-to-zero.promql-adapter.io/activation-metric: "external:": empty metric name`},
 		{KeyActivationMetric, "external:a b", `scale-to-zero.promql-adapter.io/activation-metric: "external:a b": metric name "a b": must not contain '/', '?', '%' or spaces`},
-		{KeyActivationMetric, "external:q?queue==", `scale-to-zero.promql-adapter.io/activation-metric: "external:q?queue==": label selector "queue==": `},
+		{KeyActivationMetric, "external:q?queue in (orders", `scale-to-zero.promql-adapter.io/activation-metric: "external:q?queue in (orders": label selector "queue in (orders": `},
 		{KeyActivationMetric, "object:services/web", `scale-to-zero.promql-adapter.io/activation-metric: "object:services/web": want object:<resource>/<name>/<metric>[?<labelSelector>]`},
 		{KeyActivationMetric, "object:Services/web/rps", `scale-to-zero.promql-adapter.io/activation-metric: "object:Services/web/rps": resource "Services": a lowercase RFC 1123 subdomain`},
 		{KeyActivationMetric, "object:services/Web_1/rps", `scale-to-zero.promql-adapter.io/activation-metric: "object:services/Web_1/rps": object name "Web_1": a lowercase RFC 1123 subdomain`},
 		{KeyActivationMetric, "object:services/web/", `scale-to-zero.promql-adapter.io/activation-metric: "object:services/web/": empty metric name`},
 		{KeyKeepAwake, "Mon-Fri 09:00-17:00 Mars/Olympus", `scale-to-zero.promql-adapter.io/keep-awake: "Mon-Fri 09:00-17:00 Mars/Olympus": time zone "Mars/Olympus": unknown time zone Mars/Olympus`},
-		{KeyKeepAwake, "Mon-Fri 09:00-17:00 UTC; Sat 10:00 UTC", `scale-to-zero.promql-adapter.io/keep-awake: "Sat 10:00 UTC": want <days> <HH:MM>-<HH:MM> <IANA time zone> [floor=N]`},
+		{KeyKeepAwake, "Mon-Fri 09:00-17:00 UTC; Sat 10:00 UTC", `scale-to-zero.promql-adapter.io/keep-awake: "Sat 10:00 UTC": times "10:00": want <HH:MM>-<HH:MM>`},
+		{KeyKeepAwake, "Mon-Fri 09:00-17:00", `scale-to-zero.promql-adapter.io/keep-awake: "Mon-Fri 09:00-17:00": want <days> <HH:MM>-<HH:MM> <IANA time zone> [floor=N]`},
 		{KeyKeepAwake, "Weekdays 09:00-17:00 UTC", `scale-to-zero.promql-adapter.io/keep-awake: "Weekdays 09:00-17:00 UTC": days "Weekdays": unknown day "Weekdays": want Mon, Tue, Wed, Thu, Fri, Sat, Sun or *`},
 		{KeyKeepAwake, "Mon 09:00-17:00 UTC floor=0", `scale-to-zero.promql-adapter.io/keep-awake: "Mon 09:00-17:00 UTC floor=0": floor 0: must be at least 1`},
 		{KeyPaused, "yes", `scale-to-zero.promql-adapter.io/paused: "yes": want "true" or "false"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
-			p, on, err := ParsePolicy(enabled(tt.key, tt.value))
+			p, on, err := ParsePolicy(policyAnnotations(tt.key, tt.value))
 			if !on {
 				t.Error("enabled = false; an opted-in HPA with a bad policy must still report enabled")
 			}
@@ -150,7 +151,7 @@ func TestParsePolicyErrors(t *testing.T) {
 }
 
 func TestParsePolicyReportsEveryBadAnnotation(t *testing.T) {
-	_, on, err := ParsePolicy(enabled(KeyIdleAfter, "soon", KeyPaused, "maybe", KeyKeepAwake, "Mon 09:00-17:00 UTC;Tue 25:00-26:00 UTC"))
+	_, on, err := ParsePolicy(policyAnnotations(KeyIdleAfter, "soon", KeyPaused, "maybe", KeyKeepAwake, "Mon 09:00-17:00 UTC;Tue 25:00-26:00 UTC"))
 	if !on || err == nil {
 		t.Fatalf("ParsePolicy = %v, %v", on, err)
 	}
@@ -165,10 +166,15 @@ func TestParsePolicyReportsEveryBadAnnotation(t *testing.T) {
 }
 
 func TestAnnotationErrorUnwrap(t *testing.T) {
-	_, _, err := ParsePolicy(enabled(KeyIdleAfter, "9s"))
+	_, _, err := ParsePolicy(policyAnnotations(KeyIdleAfter, "9s"))
 	var ae *AnnotationError
 	if !errors.As(err, &ae) || ae.Value != "9s" || ae.Unwrap() == nil {
 		t.Fatalf("errors.As(%v) = %+v", err, ae)
+	}
+	// The short duration message still carries time.ParseDuration's cause.
+	_, _, err = ParsePolicy(policyAnnotations(KeyIdleAfter, "5 minutes"))
+	if !errors.As(err, &ae) || !strings.Contains(errors.Unwrap(ae.Err).Error(), `unknown unit " minutes"`) {
+		t.Errorf("cause of %v lost", err)
 	}
 	if got := (&AnnotationError{Key: "k", Value: "v"}).Error(); got != `k: "v": invalid value` {
 		t.Errorf("Error() without cause = %q", got)

@@ -198,11 +198,8 @@ func (w Window) loc() *time.Location {
 }
 
 // Contains reports whether t falls in w, read on the wall clock of w's zone; a window crossing midnight belongs to the day it starts on.
-//
-// Being wall-clock based, a window whose start is skipped by a DST jump opens
-// at the jump (02:30-03:30 on a 02:00→03:00 day is open 03:00-03:30), and a
-// window inside a repeated hour is open during both occurrences.
 func (w Window) Contains(t time.Time) bool {
+	// Wall-clock minutes, not elapsed time: across DST changes this is what the annotation's author reads on a clock.
 	lt := t.In(w.loc())
 	h, m, _ := lt.Clock()
 	mins := h*60 + m

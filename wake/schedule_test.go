@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-func mustLoc(t testing.TB, name string) *time.Location {
+func scheduleLoc(t testing.TB, name string) *time.Location {
 	t.Helper()
 	loc, err := time.LoadLocation(name)
 	if err != nil {
@@ -15,7 +15,7 @@ func mustLoc(t testing.TB, name string) *time.Location {
 	return loc
 }
 
-func mustWindow(t testing.TB, s string) Window {
+func scheduleWindow(t testing.TB, s string) Window {
 	t.Helper()
 	w, err := ParseWindow(s)
 	if err != nil {
@@ -24,7 +24,7 @@ func mustWindow(t testing.TB, s string) Window {
 	return w
 }
 
-func utc(s string) time.Time {
+func scheduleTime(s string) time.Time {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
 		panic(err)
@@ -33,7 +33,7 @@ func utc(s string) time.Time {
 }
 
 func TestParseWindow(t *testing.T) {
-	paris := mustLoc(t, "Europe/Paris")
+	paris := scheduleLoc(t, "Europe/Paris")
 	weekdays := [7]bool{false, true, true, true, true, true, false}
 	tests := []struct {
 		in   string
@@ -153,9 +153,9 @@ func TestWindowContains(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.window+"@"+tt.at, func(t *testing.T) {
-			w := mustWindow(t, tt.window)
-			if got := w.Contains(utc(tt.at)); got != tt.want {
-				t.Errorf("Contains(%s = %s) = %v, want %v", tt.at, utc(tt.at).In(w.Loc).Format("Mon 15:04 MST"), got, tt.want)
+			w := scheduleWindow(t, tt.window)
+			if got := w.Contains(scheduleTime(tt.at)); got != tt.want {
+				t.Errorf("Contains(%s = %s) = %v, want %v", tt.at, scheduleTime(tt.at).In(w.Loc).Format("Mon 15:04 MST"), got, tt.want)
 			}
 		})
 	}
@@ -163,7 +163,7 @@ func TestWindowContains(t *testing.T) {
 
 func TestWindowNilLocationIsUTC(t *testing.T) {
 	w := Window{Days: [7]bool{1: true}, Start: 60, End: 120, Floor: 1}
-	if !w.Contains(utc("2026-01-05T01:30:00Z")) || w.Contains(utc("2026-01-05T02:00:00Z")) {
+	if !w.Contains(scheduleTime("2026-01-05T01:30:00Z")) || w.Contains(scheduleTime("2026-01-05T02:00:00Z")) {
 		t.Error("a nil Loc must behave as UTC")
 	}
 	if got := w.String(); got != "Mon 01:00-02:00 UTC" {
@@ -173,9 +173,9 @@ func TestWindowNilLocationIsUTC(t *testing.T) {
 
 func TestPolicyFloor(t *testing.T) {
 	p := Policy{KeepAwake: []Window{
-		mustWindow(t, "Mon-Fri 08:00-18:00 Europe/Paris"),
-		mustWindow(t, "Mon-Fri 09:00-12:00 Europe/Paris floor=3"),
-		mustWindow(t, "Fri 22:00-02:00 Europe/Paris floor=2"),
+		scheduleWindow(t, "Mon-Fri 08:00-18:00 Europe/Paris"),
+		scheduleWindow(t, "Mon-Fri 09:00-12:00 Europe/Paris floor=3"),
+		scheduleWindow(t, "Fri 22:00-02:00 Europe/Paris floor=2"),
 	}}
 	tests := []struct {
 		at   string
@@ -190,11 +190,11 @@ func TestPolicyFloor(t *testing.T) {
 		{"2026-01-10T09:00:00Z", 0}, // Saturday morning
 	}
 	for _, tt := range tests {
-		if got := p.Floor(utc(tt.at)); got != tt.want {
+		if got := p.Floor(scheduleTime(tt.at)); got != tt.want {
 			t.Errorf("Floor(%s) = %d, want %d", tt.at, got, tt.want)
 		}
 	}
-	if got := (Policy{}).Floor(utc("2026-01-05T08:00:00Z")); got != 0 {
+	if got := (Policy{}).Floor(scheduleTime("2026-01-05T08:00:00Z")); got != 0 {
 		t.Errorf("Floor without windows = %d, want 0", got)
 	}
 }
@@ -294,9 +294,9 @@ func TestNextChange(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var p Policy
 			for _, s := range tt.windows {
-				p.KeepAwake = append(p.KeepAwake, mustWindow(t, s))
+				p.KeepAwake = append(p.KeepAwake, scheduleWindow(t, s))
 			}
-			at := utc(tt.from)
+			at := scheduleTime(tt.from)
 			for _, want := range tt.want {
 				got := p.NextChange(at)
 				if want == "" {
@@ -305,7 +305,7 @@ func TestNextChange(t *testing.T) {
 					}
 					return
 				}
-				if !got.Equal(utc(want)) {
+				if !got.Equal(scheduleTime(want)) {
 					t.Fatalf("NextChange(%s) = %s, want %s", at.UTC().Format(time.RFC3339), got.UTC().Format(time.RFC3339), want)
 				}
 				// Floor must really differ on either side of the change for at least one window.
@@ -334,9 +334,9 @@ func TestNextChangeMatchesScan(t *testing.T) {
 	}
 	for _, from := range []string{"2026-03-26T00:00:00Z", "2026-10-22T00:00:00Z", "2026-03-05T00:00:00Z", "2026-10-29T00:00:00Z"} {
 		for _, s := range windows {
-			p := Policy{KeepAwake: []Window{mustWindow(t, s)}}
+			p := Policy{KeepAwake: []Window{scheduleWindow(t, s)}}
 			w := p.KeepAwake[0]
-			start := utc(from)
+			start := scheduleTime(from)
 			end := start.Add(6 * 24 * time.Hour)
 			prev := w.Contains(start)
 			want := time.Time{}

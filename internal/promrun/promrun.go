@@ -192,39 +192,47 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("open prometheus log: %w", err)
 	}
 
+	args := func(addr string) []string {
+		return append([]string{
+			"--config.file=" + s.configPath,
+			"--storage.tsdb.path=" + filepath.Join(s.workDir, "data"),
+			"--web.listen-address=" + addr,
+			"--web.enable-lifecycle",
+			"--web.enable-admin-api",
+		}, opts.ExtraArgs...)
+	}
+	if err := s.start(ctx, bin, args, cleanup); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// start launches the process, retrying on a port clash, and cleans up on failure.
+func (s *Server) start(ctx context.Context, bin string, args func(addr string) []string, cleanup func()) error {
 	// The free port is found by binding and releasing it, so another process
-	// can grab it before Prometheus does: retry with a new port in that case.
+	// can grab it before the server does: retry with a new port in that case.
 	for attempt := 1; ; attempt++ {
-		err = s.launch(ctx, bin, opts.ExtraArgs)
+		err := s.launch(ctx, bin, args)
 		if err == nil {
-			return s, nil
+			return nil
 		}
 		s.kill()
 		if attempt >= portAttempts || !strings.Contains(s.logTail(), "address already in use") || ctx.Err() != nil {
 			_ = s.logFile.Close()
 			cleanup()
-			return nil, err
+			return err
 		}
 	}
 }
 
-// launch starts one Prometheus process on a fresh port and waits until it is ready.
-func (s *Server) launch(ctx context.Context, bin string, extraArgs []string) error {
+// launch starts one process on a fresh port and waits until it is ready.
+func (s *Server) launch(ctx context.Context, bin string, args func(addr string) []string) error {
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	args := []string{
-		"--config.file=" + s.configPath,
-		"--storage.tsdb.path=" + filepath.Join(s.workDir, "data"),
-		"--web.listen-address=" + addr,
-		"--web.enable-lifecycle",
-		"--web.enable-admin-api",
-	}
-	args = append(args, extraArgs...)
-
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, args(addr)...)
 	cmd.Dir = s.workDir
 	cmd.Stdout, cmd.Stderr = s.logFile, s.logFile
 	// Own process group so Stop can signal it as a whole; Pdeathsig kills it

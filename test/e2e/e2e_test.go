@@ -60,7 +60,7 @@ func run(m *testing.M) int {
 		RepoRoot:  root,
 		BinDir:    binDir,
 		RulesFile: filepath.Join(root, "testdata/rules/e2e.yaml"),
-		Targets:   []loadsim.Target{web, api, worker, sleepy, pushy, office},
+		Targets:   []loadsim.Target{web, api, worker, sleepy, pushy, office, alerty, queueTarget("quiet"), benchPush, benchSignal},
 		Cluster:   localcluster.Options{HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second},
 		Logf:      func(f string, a ...any) { fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...) },
 	})
@@ -143,7 +143,7 @@ func TestE2EMetricsThroughAggregator(t *testing.T) {
 	for _, r := range list.Resources {
 		names = append(names, r.Name)
 	}
-	if got := strings.Join(names, ","); got != "pods/elu_utilization,services/service_requests_per_second" {
+	if got := strings.Join(names, ","); got != "pods/elu_utilization,services/service_requests_in_flight,services/service_requests_per_second" {
 		t.Errorf("custom metrics listed: %s", got)
 	}
 	raw(t, "/apis/external.metrics.k8s.io/v1beta1", &list)

@@ -26,7 +26,11 @@ import (
 )
 
 // Targets of the scale-to-zero tests: queues that nothing drains (capacity ~0).
-var sleepy, pushy, office = queueTarget("sleepy"), queueTarget("pushy"), queueTarget("office")
+var (
+	sleepy, pushy, office = queueTarget("sleepy"), queueTarget("pushy"), queueTarget("office")
+	// Targets of BenchmarkWakeLatency.
+	benchPush, benchSignal = queueTarget("benchpush"), queueTarget("benchsignal")
+)
 
 func queueTarget(name string) loadsim.Target {
 	return loadsim.Target{Namespace: ns, Deployment: name, Service: name, Capacity: 0.001, MatchLabels: map[string]string{"app": name}}

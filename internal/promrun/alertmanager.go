@@ -1,0 +1,78 @@
+package promrun
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+)
+
+// EnvAlertmanagerBinary names the Alertmanager binary to use.
+const EnvAlertmanagerBinary = "ALERTMANAGER_BIN"
+
+// AlertmanagerOptions configures StartAlertmanager.
+type AlertmanagerOptions struct {
+	// Binary is the executable; empty means $ALERTMANAGER_BIN, then Debian's prometheus-alertmanager.
+	Binary string
+	// WorkDir holds alertmanager.yml, its log and data/; empty means a temporary directory removed by Stop.
+	WorkDir string
+	// Config is the alertmanager.yml content.
+	Config string
+}
+
+// StartAlertmanager starts Debian's Alertmanager on 127.0.0.1 with clustering off and waits until /-/ready answers.
+// The returned Server's URL, Stop and LogPath work as for Prometheus; its query API does not apply.
+func StartAlertmanager(ctx context.Context, o AlertmanagerOptions) (*Server, error) {
+	bin := o.Binary
+	if bin == "" {
+		bin = os.Getenv(EnvAlertmanagerBinary)
+	}
+	if bin == "" {
+		bin = "prometheus-alertmanager"
+	}
+	bin, err := exec.LookPath(bin)
+	if err != nil {
+		return nil, fmt.Errorf("alertmanager binary: %w (run `make deps`, which installs Debian's prometheus-alertmanager)", err)
+	}
+	s := &Server{client: &http.Client{Timeout: 5 * time.Second}}
+	if o.WorkDir == "" {
+		if s.workDir, err = os.MkdirTemp("", "alertmanager-"); err != nil {
+			return nil, err
+		}
+		s.tempDir = true
+	} else if s.workDir, err = filepath.Abs(o.WorkDir); err != nil {
+		return nil, err
+	} else if err := os.MkdirAll(s.workDir, 0o755); err != nil {
+		return nil, err
+	}
+	cleanup := func() {
+		if s.tempDir {
+			_ = os.RemoveAll(s.workDir)
+		}
+	}
+	s.configPath = filepath.Join(s.workDir, "alertmanager.yml")
+	if err := os.WriteFile(s.configPath, []byte(o.Config), 0o644); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("alertmanager config: %w", err)
+	}
+	s.logPath = filepath.Join(s.workDir, "alertmanager.log")
+	if s.logFile, err = os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o644); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("open alertmanager log: %w", err)
+	}
+	args := func(addr string) []string {
+		return []string{
+			"--config.file=" + s.configPath,
+			"--storage.path=" + filepath.Join(s.workDir, "data"),
+			"--web.listen-address=" + addr,
+			"--cluster.listen-address=", // no gossip port: a single local instance
+		}
+	}
+	if err := s.start(ctx, bin, args, cleanup); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
