@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
 	"time"
 
@@ -103,14 +102,15 @@ func (o *Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (o *Options) headers() (http.Header, error) {
-	h := http.Header{}
+// headers parses --prometheus-header, keeping the names as written.
+func (o *Options) headers() (map[string][]string, error) {
+	h := map[string][]string{}
 	for _, kv := range o.PrometheusHeaders {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("--prometheus-header %q: want Name=Value", kv)
 		}
-		h.Add(k, v)
+		h[k] = append(h[k], v)
 	}
 	return h, nil
 }
