@@ -132,16 +132,16 @@ func (p *Provider) Discover(ctx context.Context, lookback, maxAge time.Duration)
 	return errors.Join(errs...)
 }
 
-// RunDiscovery calls Discover every interval until ctx ends, logging failures.
+// RunDiscovery calls Discover every interval until ctx ends, logging failures. It costs nothing
+// while no rule discovers, and picks up discovery rules that a reload adds.
 func (p *Provider) RunDiscovery(ctx context.Context, interval, lookback, maxAge time.Duration) {
-	if len(p.rules.Load().Templates) == 0 && interval <= 0 {
-		return
-	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := p.Discover(ctx, lookback, maxAge); err != nil {
-			klog.ErrorS(err, "metric discovery failed; keeping the metrics found before")
+		if p.HasDiscovery() {
+			if err := p.Discover(ctx, lookback, maxAge); err != nil {
+				klog.ErrorS(err, "metric discovery failed; keeping the metrics found before")
+			}
 		}
 		select {
 		case <-ctx.Done():

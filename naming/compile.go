@@ -210,6 +210,9 @@ func (m *Metric) describes() string {
 	return m.Resource.GroupResource.String()
 }
 
+// Resource is what the template's metrics describe (zero for external metrics).
+func (t *Template) Resource() Resource { return t.proto.Resource }
+
 // Expand returns the metric a discovered series name yields, or false when the name does not match.
 func (t *Template) Expand(series string) (*Metric, bool) {
 	sub := t.matches.FindStringSubmatchIndex(series)

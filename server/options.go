@@ -33,6 +33,7 @@ type Options struct {
 	PrometheusHeaders      []string // Name=Value
 	PrometheusTimeout      time.Duration
 
+	RulesReloadInterval  time.Duration
 	SeriesRelistInterval time.Duration
 	SeriesMaxAge         time.Duration
 	ClientQPS            float32
@@ -45,13 +46,14 @@ func NewOptions() *Options {
 		Server:               options.NewCustomMetricsAdapterServerOptions(),
 		PrometheusURL:        "http://127.0.0.1:9090",
 		PrometheusTimeout:    5 * time.Second,
+		RulesReloadInterval:  time.Second,
 		SeriesRelistInterval: time.Minute,
 		SeriesMaxAge:         10 * time.Minute,
 		ClientQPS:            50,
 		ClientBurst:          100,
 	}
 	o.Server.SecureServing.ServerCert.CertDirectory = "" // self-signed certs stay in memory unless --cert-dir is given
-	o.Server.Authorization.AlwaysAllowPaths = append(o.Server.Authorization.AlwaysAllowPaths, "/metrics")
+	o.Server.Authorization.AlwaysAllowPaths = append(o.Server.Authorization.AlwaysAllowPaths, "/metrics", "/readyz/rules")
 	return o
 }
 
@@ -59,6 +61,8 @@ func NewOptions() *Options {
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Server.AddFlags(fs)
 	fs.StringVar(&o.RulesFile, "config", o.RulesFile, "rule file (required)")
+	fs.DurationVar(&o.RulesReloadInterval, "config-reload-interval", o.RulesReloadInterval,
+		"how often the rule file is checked for changes (a ConfigMap's symlink swap included); a valid change is applied, an invalid one is logged and the last good rules keep serving; 0 disables")
 	fs.StringVar(&o.ListerKubeconfig, "lister-kubeconfig", o.ListerKubeconfig,
 		"kubeconfig used to watch the objects metrics describe and to resolve resources; in-cluster config if empty (with --trust-loopback and no kubeconfig the adapter runs without a cluster)")
 	fs.BoolVar(&o.TrustLoopback, "trust-loopback", false,

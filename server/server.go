@@ -35,21 +35,13 @@ import (
 // Name is the API server's name in logs and OpenAPI.
 const Name = "promql-adapter"
 
-// LoadRules reads and validates a rule file.
+// LoadRules reads and validates a rule file; it returns the rules and how many the file holds.
 func LoadRules(path string, resolver naming.Resolver) (*naming.Rules, int, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("rule file: %w", err)
 	}
-	cfg, err := naming.ParseConfig(data)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", path, err)
-	}
-	rules, err := naming.Compile(cfg, resolver)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", path, err)
-	}
-	return rules, len(cfg.Metrics), nil
+	return compileRules(path, data, resolver)
 }
 
 // Run serves the metrics APIs until ctx ends. It refuses to start on an invalid rule file.
@@ -88,21 +80,12 @@ func Run(ctx context.Context, o *Options) error {
 		klog.InfoS("running without a cluster: built-in resources only, label selectors on objects are refused")
 	}
 
-	rules, n, err := LoadRules(o.RulesFile, resolver)
+	rf := &ruleFile{path: o.RulesFile, resolver: resolver, metrics: metrics}
+	rules, err := rf.load()
 	if err != nil {
-		metrics.RulesLoaded(0, false, time.Now())
-		return err
+		return err // refuse to start on an invalid file
 	}
-	metrics.RulesLoaded(n, true, time.Now())
-	if w, ok := objects.(*adapter.InformerObjects); ok {
-		var res []naming.Resource
-		for _, m := range rules.Metrics {
-			if !m.External {
-				res = append(res, m.Resource)
-			}
-		}
-		w.Warm(res)
-	}
+	warm(objects, rules)
 
 	promCfg, err := o.PrometheusConfig()
 	if err != nil {
@@ -113,16 +96,44 @@ func Run(ctx context.Context, o *Options) error {
 		return err
 	}
 	p := adapter.NewProvider(adapter.Options{Querier: prom, Objects: objects, Metrics: metrics}, rules)
-	if len(rules.Templates) > 0 {
-		go p.RunDiscovery(ctx, o.SeriesRelistInterval, o.SeriesMaxAge, o.SeriesMaxAge)
+	go p.RunDiscovery(ctx, o.SeriesRelistInterval, o.SeriesMaxAge, o.SeriesMaxAge)
+	rf.apply = func(r *naming.Rules) {
+		warm(objects, r)
+		p.SetRules(r) // requests in flight finish with the rules they started with
+		if len(r.Templates) > 0 {
+			go func() { _ = p.Discover(ctx, o.SeriesMaxAge, o.SeriesMaxAge) }()
+		}
+	}
+	if o.RulesReloadInterval > 0 {
+		go rf.watch(ctx, o.RulesReloadInterval)
 	}
 
-	srv, err := newServer(o, kubeConfig, p)
+	srv, err := newServer(o, kubeConfig, p, rf)
 	if err != nil {
 		return err
 	}
-	klog.InfoS("serving", "rules", n, "prometheus", o.PrometheusURL, "trustLoopback", o.TrustLoopback)
+	klog.InfoS("serving", "rules", o.RulesFile, "metrics", len(rules.Metrics), "discoveryRules", len(rules.Templates), "prometheus", o.PrometheusURL, "trustLoopback", o.TrustLoopback)
 	return srv.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+}
+
+// warm starts the object caches for the resources rules describe.
+func warm(objects adapter.Objects, rules *naming.Rules) {
+	w, ok := objects.(*adapter.InformerObjects)
+	if !ok {
+		return
+	}
+	var res []naming.Resource
+	for _, m := range rules.Metrics {
+		if !m.External {
+			res = append(res, m.Resource)
+		}
+	}
+	for _, t := range rules.Templates {
+		if r := t.Resource(); r.GroupResource.Resource != "" {
+			res = append(res, r)
+		}
+	}
+	w.Warm(res)
 }
 
 func clientConfig(kubeconfig string) (*rest.Config, error) {
@@ -143,7 +154,7 @@ func clientConfig(kubeconfig string) (*rest.Config, error) {
 
 // newServer builds the generic API server the way custom-metrics-apiserver's AdapterBase does,
 // except that --trust-loopback replaces delegated authentication and authorization.
-func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider) (*apiserver.CustomMetricsAdapterServer, error) {
+func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, rf *ruleFile) (*apiserver.CustomMetricsAdapterServer, error) {
 	so := o.Server
 	if err := so.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
 		return nil, fmt.Errorf("self-signed serving certificate: %w", err)
@@ -188,7 +199,7 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider) (*apise
 	if err != nil {
 		return nil, fmt.Errorf("api server: %w", err)
 	}
-	if err := srv.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("rules", func(*http.Request) error {
+	if err := srv.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("rules-loaded", func(*http.Request) error {
 		if len(p.ListAllMetrics())+len(p.ListAllExternalMetrics()) == 0 && !p.HasDiscovery() {
 			return errors.New("no metrics are served")
 		}
@@ -196,6 +207,7 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider) (*apise
 	})); err != nil {
 		return nil, err
 	}
+	srv.GenericAPIServer.Handler.NonGoRestfulMux.Handle("/readyz/rules", rf)
 	return srv, nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/retry"
 	emv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
@@ -77,7 +78,7 @@ func BenchmarkWakeLatency(b *testing.B) {
 				b.Fatal(err)
 			}
 			eventuallyB(b, 20*time.Second, func() bool { return queueValue(b, "benchsignal") == 0 })
-			setReplicasB(b, "benchsignal", 0)
+			sleepLikeTheController(b, "benchsignal")
 			time.Sleep(300 * time.Millisecond) // let a sleeping poll pass on an empty queue
 			wch, err := st.Kube.AppsV1().Deployments(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=benchsignal"})
 			if err != nil {
@@ -123,6 +124,16 @@ func waitScaledUp(b *testing.B, w watch.Interface) time.Time {
 		case <-timeout:
 			b.Fatal("benchsignal not woken within 20s")
 		}
+	}
+}
+
+// sleepLikeTheController does what promql-wake does when it puts a target to sleep: /scale to 0,
+// then its state on the HPA (whose update makes the controller poll the sleeping target).
+func sleepLikeTheController(b *testing.B, name string) {
+	setReplicasB(b, name, 0)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"1"}}}`, wake.AnnotationSleepingReplicas)
+	if _, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Patch(context.Background(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		b.Fatal(err)
 	}
 }
 

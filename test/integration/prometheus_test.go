@@ -37,6 +37,7 @@ var env struct {
 	exporter *fakeexporter.Exporter
 	adapter  string // https://127.0.0.1:port
 	client   *http.Client
+	rulesDir string // holds rules.yaml → ..data/rules.yaml, as a mounted ConfigMap does
 }
 
 func TestMain(m *testing.M) {
@@ -106,6 +107,15 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 
+	// The rule file sits in a ConfigMap-like layout, so TestHotReload can swap it atomically.
+	env.rulesDir = filepath.Join(dir, "rules")
+	orig, err := os.ReadFile("../../testdata/rules/integration.yaml")
+	if err != nil {
+		return 0, err
+	}
+	if err := swapRules(env.rulesDir, orig); err != nil {
+		return 0, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -113,7 +123,7 @@ func run(m *testing.M) (int, error) {
 	opts := server.NewOptions()
 	opts.Server.SecureServing.Listener = ln
 	opts.TrustLoopback = true
-	opts.RulesFile = "../../testdata/rules/integration.yaml"
+	opts.RulesFile = filepath.Join(env.rulesDir, "rules.yaml")
 	opts.PrometheusURL = prom.URL()
 	opts.SeriesRelistInterval = time.Second
 	errc := make(chan error, 1)

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/naming"
+)
+
+// ruleFile keeps the provider serving the newest valid version of the rule file. It reads the
+// file by path on every check, so a ConfigMap's atomic symlink swap is seen like any edit.
+type ruleFile struct {
+	path     string
+	resolver naming.Resolver
+	metrics  *adapter.Metrics
+	apply    func(*naming.Rules) // installs a valid rule set
+
+	mu       sync.Mutex
+	hash     [sha256.Size]byte // of the last content read, valid or not
+	n        int               // rules in the serving set
+	loadedAt time.Time         // when the serving set was loaded
+	err      error             // why the newest content was rejected; nil when it is serving
+	errAt    time.Time
+}
+
+// load reads the file and, if its content changed and is valid, applies it. An invalid file
+// leaves the last good rules serving; the first load returns the error so the server refuses to start.
+func (f *ruleFile) load() (*naming.Rules, error) {
+	data, err := os.ReadFile(f.path)
+	if err != nil {
+		return nil, f.reject(fmt.Errorf("rule file: %w", err))
+	}
+	sum := sha256.Sum256(data)
+	f.mu.Lock()
+	same := sum == f.hash
+	f.hash = sum
+	f.mu.Unlock()
+	if same {
+		return nil, nil
+	}
+	rules, n, err := compileRules(f.path, data, f.resolver)
+	if err != nil {
+		return nil, f.reject(err)
+	}
+	now := time.Now()
+	f.mu.Lock()
+	f.n, f.loadedAt, f.err = n, now, nil
+	f.mu.Unlock()
+	f.metrics.RulesLoaded(n, true, now)
+	if f.apply != nil {
+		f.apply(rules)
+	}
+	return rules, nil
+}
+
+func (f *ruleFile) reject(err error) error {
+	now := time.Now()
+	f.mu.Lock()
+	f.err, f.errAt = err, now
+	f.mu.Unlock()
+	f.metrics.RulesLoaded(0, false, now)
+	return err
+}
+
+// watch checks the file every interval until ctx ends.
+func (f *ruleFile) watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rules, err := f.load()
+		switch {
+		case err != nil:
+			klog.ErrorS(err, "rule file rejected; the last good rules keep serving", "path", f.path)
+		case rules != nil:
+			klog.InfoS("rule file reloaded", "path", f.path, "metrics", len(rules.Metrics), "discoveryRules", len(rules.Templates))
+		}
+	}
+}
+
+// ServeHTTP reports the rule file's state at /readyz/rules. It always answers 200: a rejected
+// file does not make the adapter unready, because it keeps serving the last good rules.
+func (f *ruleFile) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "serving %d rules from %s, loaded at %s\n", f.n, f.path, f.loadedAt.UTC().Format(time.RFC3339))
+	if f.err != nil {
+		fmt.Fprintf(w, "the file changed at %s and was rejected; the rules above keep serving:\n%v\n", f.errAt.UTC().Format(time.RFC3339), f.err)
+	}
+}
+
+// compileRules validates the content of a rule file.
+func compileRules(path string, data []byte, resolver naming.Resolver) (*naming.Rules, int, error) {
+	cfg, err := naming.ParseConfig(data)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	rules, err := naming.Compile(cfg, resolver)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return rules, len(cfg.Metrics), nil
+}

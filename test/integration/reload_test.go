@@ -1,0 +1,89 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// swapRules writes a new version of the rule file the way the kubelet updates a mounted
+// ConfigMap: a new ..<version> directory, then an atomic rename of the ..data symlink.
+func swapRules(dir string, content []byte) error {
+	version := fmt.Sprintf("..%d", time.Now().UnixNano())
+	if err := os.MkdirAll(filepath.Join(dir, version), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, version, "rules.yaml"), content, 0o644); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "..data_tmp")
+	if err := os.Symlink(version, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		return err
+	}
+	link := filepath.Join(dir, "rules.yaml")
+	if _, err := os.Lstat(link); os.IsNotExist(err) {
+		return os.Symlink(filepath.Join("..data", "rules.yaml"), link)
+	}
+	return nil
+}
+
+// TestHotReload changes the served rules through ConfigMap-style symlink swaps: a valid change is
+// served within 5 s, an invalid one is rejected while the last good rules keep serving.
+func TestHotReload(t *testing.T) {
+	orig, err := os.ReadFile("../../testdata/rules/integration.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := func(metric string) bool {
+		code, _, err := get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/" + metric)
+		return err == nil && code == 200
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Cleanup(func() {
+		if err := swapRules(env.rulesDir, orig); err != nil {
+			t.Error(err)
+		}
+		waitFor("original rules back", func() bool { return served("elu_utilization") && !served("elu_max") })
+	})
+
+	added := string(orig) + "\n- name: elu_max\n  resource: pods\n  query: max by (namespace, pod) (elu_utilization)\n"
+	start := time.Now()
+	if err := swapRules(env.rulesDir, []byte(added)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a new metric served after a valid change", func() bool { return served("elu_max") })
+	t.Logf("valid change served after %s", time.Since(start).Round(10*time.Millisecond))
+
+	broken := added + "- name: broken\n  resource: pods\n  query: sum by (pod) (\n"
+	if err := swapRules(env.rulesDir, []byte(broken)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the rejection reported at /readyz/rules", func() bool {
+		code, body, err := get("/readyz/rules")
+		return err == nil && code == 200 && strings.Contains(string(body), "rule 8 (broken): field query")
+	})
+	if !served("elu_max") || !served("elu_utilization") {
+		t.Error("the last good rules stopped serving after an invalid change")
+	}
+	if code, body, _ := get("/metrics"); code != 200 || !strings.Contains(string(body), "promql_adapter_rules_last_reload_success 0") {
+		t.Errorf("/metrics does not show the failed reload")
+	}
+	if code, _, _ := get("/readyz"); code != 200 {
+		t.Errorf("/readyz %d: a rejected file must not make the adapter unready", code)
+	}
+}
