@@ -37,7 +37,9 @@ import (
 // Config is everything the controller binary needs.
 type Config struct {
 	Kube           *rest.Config
-	Identity       string // this replica's name in the Lease
+	QPS            float32 // kube-apiserver client rate; a sleeping target costs a few requests per poll (default 50)
+	Burst          int     // default 100
+	Identity       string  // this replica's name in the Lease
 	LeaseNamespace string
 	LeaseName      string
 	LeaderElection bool
@@ -55,6 +57,14 @@ type Config struct {
 
 // Run starts the controller, the leader election and the push endpoint, until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
+	cfg.Kube = rest.CopyConfig(cfg.Kube)
+	cfg.Kube.QPS, cfg.Kube.Burst = cfg.QPS, cfg.Burst
+	if cfg.Kube.QPS <= 0 {
+		cfg.Kube.QPS = 50
+	}
+	if cfg.Kube.Burst <= 0 {
+		cfg.Kube.Burst = 100
+	}
 	kube, err := kubernetes.NewForConfig(cfg.Kube)
 	if err != nil {
 		return err

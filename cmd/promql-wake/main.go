@@ -30,6 +30,8 @@ func main() {
 		tokenFile  = flag.String("token-file", "", "file holding the bearer token pushes must carry")
 		pollSleep  = flag.Duration("poll-sleeping", 500*time.Millisecond, "how often a sleeping target's activation signals are read")
 		pollAwake  = flag.Duration("poll-awake", 5*time.Second, "how often an awake target is checked for idleness")
+		qps        = flag.Float64("kube-api-qps", 50, "kube-apiserver client rate limit (a sleeping target costs ~3 requests per poll)")
+		burst      = flag.Int("kube-api-burst", 100, "kube-apiserver client burst")
 	)
 	klog.InitFlags(flag.CommandLine)
 	flag.Parse()
@@ -52,7 +54,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err = wake.Run(ctx, wake.Config{
-		Kube: cfg, Identity: *identity, LeaseNamespace: *leaseNS, LeaseName: *leaseName, LeaderElection: *elect,
+		Kube: cfg, QPS: float32(*qps), Burst: *burst, Identity: *identity, LeaseNamespace: *leaseNS, LeaseName: *leaseName, LeaderElection: *elect,
 		Listen: *listen, TLSCertFile: *certFile, TLSKeyFile: *keyFile, ClientCAFile: *clientCA, Token: token,
 		Controller: wake.ControllerOptions{PollSleeping: *pollSleep, PollAwake: *pollAwake},
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/promql-adapter/promql-adapter/internal/loadsim"
 	"github.com/promql-adapter/promql-adapter/internal/localcluster"
 	"github.com/promql-adapter/promql-adapter/internal/stack"
+	"github.com/promql-adapter/promql-adapter/wake"
 )
 
 const (
@@ -79,8 +80,17 @@ func run(ctx context.Context, cache, k8s string, noWait bool) error {
 	if err := st.CreateWorkload(ctx, web, 1); err != nil {
 		return err
 	}
+	waker, err := st.StartWake(ctx, "demo", wake.ControllerOptions{})
+	if err != nil {
+		return err
+	}
+	defer waker.Stop()
 	h := &autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns, Annotations: map[string]string{
+			wake.AnnotationEnabled:          "true",
+			wake.AnnotationIdleAfter:        "15s",
+			wake.AnnotationActivationMetric: "object:services/web/service_requests_in_flight",
+		}},
 		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
 			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
 			MinReplicas:    ptr.To[int32](1),
@@ -96,8 +106,9 @@ func run(ctx context.Context, cache, k8s string, noWait bool) error {
 		return err
 	}
 	say("Deployment demo/web (1 replica, %d req/s per pod at ELU 1.0) with an HPA on elu_utilization, target 500m, 1..10 replicas", capacity)
+	say("promql-wake puts it to sleep after 15s without requests in flight at Service web, and wakes it when they return")
 	say("")
-	say("%8s  %8s  %9s  %15s  %s", "time", "load", "avg ELU", "desired/current", "")
+	say("%8s  %8s  %9s  %15s  %s", "time", "load", "avg ELU", "HPA desired/ready", "")
 
 	story := []struct {
 		load float64
@@ -107,7 +118,9 @@ func run(ctx context.Context, cache, k8s string, noWait bool) error {
 		{30, 16 * time.Second, "quiet: one pod, ELU 0.3, below the 0.5 target"},
 		{320, 50 * time.Second, "traffic rises to 320 req/s: ELU saturates, the HPA adds pods until ELU ≈ 0.46 (7 pods)"},
 		{60, 30 * time.Second, "traffic falls to 60 req/s: after the 5 s scale-down window the HPA removes pods (2 left)"},
-		{20, 24 * time.Second, "night: 20 req/s, one pod is enough"},
+		{20, 20 * time.Second, "night: 20 req/s, one pod is enough"},
+		{0, 26 * time.Second, "no traffic: after 15s idle promql-wake scales web to zero (the HPA cannot go below 1)"},
+		{50, 14 * time.Second, "a request arrives: promql-wake wakes web to 1 within a second, then the HPA takes over"},
 	}
 	begin := time.Now()
 	for _, phase := range story {
@@ -127,8 +140,6 @@ func run(ctx context.Context, cache, k8s string, noWait bool) error {
 			}
 		}
 	}
-	say("")
-	say("The 0↔1 controller (scale to zero when idle, wake on demand) is not built yet; this story stops at one replica.")
 	if noWait {
 		return nil
 	}
@@ -142,13 +153,14 @@ func run(ctx context.Context, cache, k8s string, noWait bool) error {
 	say("  kubectl get --raw '/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/services/web/service_requests_per_second'")
 	say("  kubectl get --raw '/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/queue_messages_ready'")
 	say("  curl -X PUT -d 400 %s/targets/demo/web/load     # change the simulated load", st.SimURL)
+	say("  curl -X POST -H 'Authorization: Bearer %s' %s/wake/demo/hpa/web   # wake it by push", waker.Token, waker.URL)
 	say("  Prometheus: %s   logs: %s/logs and %s/cluster/logs", st.Prom.URL(), st.WorkDir(), st.WorkDir())
 	say("Ctrl-C stops everything.")
 	<-ctx.Done()
 	return nil
 }
 
-// line prints one HPA sync: time, load, average ELU, desired/current replicas.
+// line prints one HPA sync: time, load, average ELU, the HPA's desired replicas and the ready pods.
 func line(ctx context.Context, st *stack.Stack, begin time.Time) error {
 	h, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
@@ -159,14 +171,21 @@ func line(ctx context.Context, st *stack.Stack, begin time.Time) error {
 		return err
 	}
 	elu := "-"
-	if len(h.Status.CurrentMetrics) > 0 && h.Status.CurrentMetrics[0].Pods != nil {
+	if len(h.Status.CurrentMetrics) > 0 && h.Status.CurrentMetrics[0].Pods != nil && h.Status.CurrentReplicas > 0 {
 		elu = h.Status.CurrentMetrics[0].Pods.Current.AverageValue.String()
 	}
+	d, err := st.Kube.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
 	bar := ""
-	for range h.Status.CurrentReplicas {
+	for range d.Status.ReadyReplicas {
 		bar += "█"
 	}
-	say("%7.0fs  %4.0f r/s  %9s  %7d/%-7d  %s", time.Since(begin).Seconds(), s.Load, elu, h.Status.DesiredReplicas, h.Status.CurrentReplicas, bar)
+	if h.Annotations[wake.AnnotationSleepingReplicas] != "" {
+		bar = "(asleep)"
+	}
+	say("%7.0fs  %4.0f r/s  %9s  %7d/%-7d  %s", time.Since(begin).Seconds(), s.Load, elu, h.Status.DesiredReplicas, d.Status.ReadyReplicas, bar)
 	return nil
 }
 
