@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"sort"
@@ -79,7 +80,9 @@ func BenchmarkWakeLatency(b *testing.B) {
 			}
 			eventuallyB(b, 20*time.Second, func() bool { return queueValue(b, "benchsignal") == 0 })
 			sleepLikeTheController(b, "benchsignal")
-			time.Sleep(300 * time.Millisecond) // let a sleeping poll pass on an empty queue
+			// Let a sleeping poll pass on an empty queue, then raise the signal at a random phase:
+			// the loop is otherwise locked to Prometheus's 1 s scrape, a multiple of the 500 ms poll.
+			time.Sleep(300*time.Millisecond + time.Duration(rand.Int64N(int64(time.Second))))
 			wch, err := st.Kube.AppsV1().Deployments(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=benchsignal"})
 			if err != nil {
 				b.Fatal(err)
