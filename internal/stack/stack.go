@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -58,6 +59,7 @@ type Stack struct {
 	Prom    *promrun.Server
 	Sim     *loadsim.Simulator
 	SimURL  string
+	promURL string
 
 	cancel      context.CancelFunc
 	bg          sync.WaitGroup
@@ -140,6 +142,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}); err != nil {
 		return nil, err
 	}
+	s.promURL = s.Prom.URL()
 	opts.Logf("prometheus at %s scraping the load simulator at %s", s.Prom.URL(), s.SimURL)
 
 	port, err := freePort()
@@ -325,6 +328,26 @@ func (s *Stack) Stop() error {
 		errs = append(errs, s.Cluster.Stop())
 	}
 	return errors.Join(errs...)
+}
+
+// Addrs lists the host:port of every server the stack started (control plane, simulator,
+// Prometheus, adapter), so a caller can check that nothing listens after Stop.
+func (s *Stack) Addrs() []string {
+	var out []string
+	if s.Cluster != nil {
+		for _, p := range s.Cluster.Ports().All() {
+			out = append(out, net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		}
+	}
+	for _, u := range []string{s.SimURL, s.promURL} {
+		if u != "" {
+			out = append(out, strings.TrimPrefix(u, "http://"))
+		}
+	}
+	if s.adapterPort != 0 {
+		out = append(out, net.JoinHostPort("127.0.0.1", strconv.Itoa(s.adapterPort)))
+	}
+	return out
 }
 
 // WorkDir is where the stack keeps its files and logs.

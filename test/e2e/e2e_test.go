@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -77,10 +78,20 @@ func run(m *testing.M) int {
 		}
 	}
 	code := m.Run()
+	addrs := st.Addrs()
 	if err := st.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e stop:", err)
 		code = 1
 	}
+	// Every process the stack started is gone: nothing it used still listens.
+	for _, a := range addrs {
+		if c, err := net.DialTimeout("tcp", a, time.Second); err == nil {
+			c.Close()
+			fmt.Fprintf(os.Stderr, "e2e: %s still listens after Stop\n", a)
+			code = 1
+		}
+	}
+	fmt.Fprintf(os.Stderr, "e2e: stopped; none of %d addresses listens\n", len(addrs))
 	return code
 }
 
