@@ -154,6 +154,7 @@ func (ctl *Controller) sync(ctx context.Context, key types.NamespacedName) time.
 		ctl.c.Recorder.Eventf(h, corev1.EventTypeWarning, "InvalidScaleToZeroState", "%v", err)
 	}
 	readAt := ctl.o.Now()
+	ctl.o.Metrics.synced()
 	signals := ctl.signals(ctx, h, policy)
 	minReplicas := int32(1)
 	if h.Spec.MinReplicas != nil {

@@ -12,6 +12,7 @@ type Metrics struct {
 	sleeps          *prometheus.CounterVec
 	latency         *prometheus.HistogramVec
 	sleepingTargets prometheus.Gauge
+	syncs           prometheus.Counter
 }
 
 // NewMetrics creates the controller's collectors and registers them with reg.
@@ -35,7 +36,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Targets this controller has put to sleep and not woken yet.",
 		}),
 	}
-	reg.MustRegister(m.wakes, m.sleeps, m.latency, m.sleepingTargets)
+	m.syncs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "promql_wake_syncs_total",
+		Help: "Decisions taken, one per opted-in HPA per poll or change.",
+	})
+	reg.MustRegister(m.wakes, m.sleeps, m.latency, m.sleepingTargets, m.syncs)
 	return m
 }
 
@@ -55,5 +60,11 @@ func (m *Metrics) slept(reason string) {
 func (m *Metrics) sleeping(n int) {
 	if m != nil {
 		m.sleepingTargets.Set(float64(n))
+	}
+}
+
+func (m *Metrics) synced() {
+	if m != nil {
+		m.syncs.Inc()
 	}
 }
