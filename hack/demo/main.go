@@ -120,7 +120,7 @@ func run(ctx context.Context, cache, k8s string, noWait bool) error {
 		{60, 30 * time.Second, "traffic falls to 60 req/s: after the 5 s scale-down window the HPA removes pods (2 left)"},
 		{20, 20 * time.Second, "night: 20 req/s, one pod is enough"},
 		{0, 26 * time.Second, "no traffic: after 15s idle promql-wake scales web to zero (the HPA cannot go below 1)"},
-		{50, 14 * time.Second, "a request arrives: promql-wake wakes web to 1 within a second, then the HPA takes over"},
+		{120, 20 * time.Second, "traffic returns at 120 req/s: promql-wake wakes web to 1 within a second, then the HPA scales it to 3"},
 	}
 	begin := time.Now()
 	for _, phase := range story {
