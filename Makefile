@@ -37,6 +37,7 @@ unit:
 ## fuzz: label values from requests never change a query's structure.
 fuzz:
 	go test ./naming/ -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
+	go test ./naming/pacompat/ -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
 
 e2e: cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) GOTEST_LOG=$(CACHE)/test-logs/e2e.log \

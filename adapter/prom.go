@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
@@ -14,6 +16,8 @@ import (
 	"github.com/prometheus/common/model"
 	yaml "go.yaml.in/yaml/v2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/promql-adapter/promql-adapter/naming"
 )
 
 // Querier runs PromQL against a Prometheus-compatible HTTP API.
@@ -22,6 +26,9 @@ type Querier interface {
 	Query(ctx context.Context, query string) (model.Vector, error)
 	// SeriesNames lists the metric names of the series matching selector seen since the given time.
 	SeriesNames(ctx context.Context, selector string, since time.Time) ([]string, error)
+	// Series lists the series matching selector seen since the given time, reduced to their
+	// names and label names (what prometheus-adapter's rules need), each distinct shape once.
+	Series(ctx context.Context, selector string, since time.Time) ([]naming.SeriesLabels, error)
 }
 
 // PrometheusConfig says how to reach Prometheus.
@@ -123,6 +130,35 @@ func (c *PromClient) SeriesNames(ctx context.Context, selector string, since tim
 	out := make([]string, len(vals))
 	for i, v := range vals {
 		out[i] = string(v)
+	}
+	return out, nil
+}
+
+// Series implements Querier with the series API.
+func (c *PromClient) Series(ctx context.Context, selector string, since time.Time) ([]naming.SeriesLabels, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	start := time.Now()
+	sets, _, _, err := c.api.Series(ctx, []string{selector}, since, time.Now())
+	c.metrics.observeQuery(time.Since(start), err)
+	if err != nil {
+		return nil, c.wrap(err)
+	}
+	seen := map[string]bool{}
+	var out []naming.SeriesLabels
+	for _, set := range sets {
+		sl := naming.SeriesLabels{Query: selector, Name: string(set[model.MetricNameLabel])}
+		for k := range set {
+			if k != model.MetricNameLabel {
+				sl.Labels = append(sl.Labels, string(k))
+			}
+		}
+		slices.Sort(sl.Labels)
+		key := sl.Name + "{" + strings.Join(sl.Labels, ",")
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, sl)
+		}
 	}
 	return out, nil
 }

@@ -49,8 +49,15 @@ type Provider struct {
 	rules atomic.Pointer[naming.Rules]
 	cat   atomic.Pointer[catalog]
 
-	mu         sync.Mutex           // guards discovered
-	discovered map[string]time.Time // template series selector + "\x00" + series name → last seen
+	mu         sync.Mutex            // guards discovered and series
+	discovered map[string]time.Time  // template series selector + "\x00" + series name → last seen
+	series     map[string]seenSeries // for Rules.Series: query, name and label names → the series
+}
+
+// seenSeries is a series listed for prometheus-adapter rules, and when it was last seen.
+type seenSeries struct {
+	naming.SeriesLabels
+	at time.Time
 }
 
 var (
@@ -66,7 +73,7 @@ func NewProvider(opts Options, rules *naming.Rules) *Provider {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	p := &Provider{opts: opts, discovered: map[string]time.Time{}}
+	p := &Provider{opts: opts, discovered: map[string]time.Time{}, series: map[string]seenSeries{}}
 	p.SetRules(rules)
 	return p
 }
@@ -91,6 +98,20 @@ func (p *Provider) rebuild() {
 				}
 			}
 		}
+	}
+	if rules.Series != nil {
+		current := map[string]bool{}
+		for _, q := range rules.Series.SeriesQueries() {
+			current[q] = true
+		}
+		var listed []naming.SeriesLabels
+		for _, s := range p.series {
+			if current[s.Query] {
+				listed = append(listed, s.SeriesLabels)
+			}
+		}
+		sort.Slice(listed, func(i, j int) bool { return seriesKey(listed[i]) < seriesKey(listed[j]) })
+		metrics = append(metrics, rules.Series.ExpandSeries(listed)...)
 	}
 	p.mu.Unlock()
 	c := newCatalog(metrics)
@@ -121,15 +142,38 @@ func (p *Provider) Discover(ctx context.Context, lookback, maxAge time.Duration)
 		}
 		p.mu.Unlock()
 	}
+	if rules.Series != nil {
+		for _, q := range rules.Series.SeriesQueries() {
+			listed, err := p.opts.Querier.Series(ctx, q, now.Add(-lookback))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("list series %s: %w", q, err))
+				continue
+			}
+			p.mu.Lock()
+			for _, s := range listed {
+				p.series[seriesKey(s)] = seenSeries{SeriesLabels: s, at: now}
+			}
+			p.mu.Unlock()
+		}
+	}
 	p.mu.Lock()
 	for k, seen := range p.discovered {
 		if now.Sub(seen) > maxAge {
 			delete(p.discovered, k)
 		}
 	}
+	for k, s := range p.series {
+		if now.Sub(s.at) > maxAge {
+			delete(p.series, k)
+		}
+	}
 	p.mu.Unlock()
 	p.rebuild()
 	return errors.Join(errs...)
+}
+
+func seriesKey(s naming.SeriesLabels) string {
+	return s.Query + "\x00" + s.Name + "\x00" + strings.Join(s.Labels, ",")
 }
 
 // RunDiscovery calls Discover every interval until ctx ends, logging failures. It costs nothing
@@ -470,4 +514,7 @@ func codeOf(err error) int {
 }
 
 // HasDiscovery reports whether any rule discovers its metrics, which may be listed only later.
-func (p *Provider) HasDiscovery() bool { return len(p.rules.Load().Templates) > 0 }
+func (p *Provider) HasDiscovery() bool {
+	r := p.rules.Load()
+	return len(r.Templates) > 0 || r.Series != nil
+}

@@ -25,9 +25,17 @@ type Metric struct {
 	NameLabel string   // label holding the described object's name (empty for external metrics)
 	Window    *int64   // seconds, reported to the HPA
 	Fallback  *resource.Quantity
-	RuleIndex int      // position of the rule in its file
-	query     string   // the PromQL with the series name substituted
-	inject    []string // vector selector names to inject into; empty means all
+	RuleIndex int                             // position of the rule in its file
+	query     string                          // the PromQL with the series name substituted
+	inject    []string                        // vector selector names to inject into; empty means all
+	render    func(Selection) (string, error) // set for rule formats that render text (prometheus-adapter)
+}
+
+// NewRendered returns m with its PromQL rendered by another rule format, such as
+// prometheus-adapter's templates, instead of matcher injection.
+func NewRendered(m Metric, render func(Selection) (string, error)) *Metric {
+	m.render = render
+	return &m
 }
 
 // Query is the rule's PromQL before any matcher is injected.
@@ -47,6 +55,20 @@ type Template struct {
 type Rules struct {
 	Metrics   []*Metric   // fixed-name metrics
 	Templates []*Template // discovery rules
+	Series    SeriesRules // rules that need each series' label names (prometheus-adapter's format); may be nil
+}
+
+// SeriesLabels is one listed series reduced to its name and label names.
+type SeriesLabels struct {
+	Query  string   // the series selector that listed it
+	Name   string   // the metric name
+	Labels []string // the label names it carries, sorted
+}
+
+// SeriesRules is a rule set whose metrics follow from the listed series and their labels.
+type SeriesRules interface {
+	SeriesQueries() []string                      // the series selectors to list
+	ExpandSeries(series []SeriesLabels) []*Metric // the metrics the listed series yield
 }
 
 // Compile validates every rule of cfg. Errors name the rule index, metric name and field; all are reported at once.

@@ -51,6 +51,9 @@ func (m *Metric) Matchers(sel Selection) ([]*labels.Matcher, error) {
 // Build returns the PromQL for one request: the rule's query with the selection's matchers
 // injected into its vector selectors. Values are never pasted into query text.
 func (m *Metric) Build(sel Selection) (string, error) {
+	if m.render != nil {
+		return m.render(sel)
+	}
 	ms, err := m.Matchers(sel)
 	if err != nil {
 		return "", err

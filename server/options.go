@@ -22,6 +22,7 @@ type Options struct {
 	Server *options.CustomMetricsAdapterServerOptions
 
 	RulesFile        string
+	RulesFormat      string // auto, native or prometheus-adapter
 	ListerKubeconfig string
 	TrustLoopback    bool // local runs only: no delegated auth, loopback clients are trusted
 
@@ -47,6 +48,7 @@ func NewOptions() *Options {
 		PrometheusURL:        "http://127.0.0.1:9090",
 		PrometheusTimeout:    5 * time.Second,
 		RulesReloadInterval:  time.Second,
+		RulesFormat:          FormatAuto,
 		SeriesRelistInterval: time.Minute,
 		SeriesMaxAge:         10 * time.Minute,
 		ClientQPS:            50,
@@ -61,6 +63,8 @@ func NewOptions() *Options {
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Server.AddFlags(fs)
 	fs.StringVar(&o.RulesFile, "config", o.RulesFile, "rule file (required)")
+	fs.StringVar(&o.RulesFormat, "config-format", o.RulesFormat,
+		"rule file format: auto (a prometheus-adapter config is recognised by its rules/externalRules/resourceRules), native or prometheus-adapter")
 	fs.DurationVar(&o.RulesReloadInterval, "config-reload-interval", o.RulesReloadInterval,
 		"how often the rule file is checked for changes (a ConfigMap's symlink swap included); a valid change is applied, an invalid one is logged and the last good rules keep serving; 0 disables")
 	fs.StringVar(&o.ListerKubeconfig, "lister-kubeconfig", o.ListerKubeconfig,
@@ -86,6 +90,11 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.RulesFile == "" {
 		errs = append(errs, errors.New("--config is required"))
+	}
+	switch o.RulesFormat {
+	case FormatAuto, FormatNative, FormatPrometheusAdapter:
+	default:
+		errs = append(errs, fmt.Errorf("--config-format %q: want auto, native or prometheus-adapter", o.RulesFormat))
 	}
 	if o.TrustLoopback {
 		ip := o.Server.SecureServing.BindAddress

@@ -13,12 +13,14 @@ import (
 
 	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/naming"
+	"github.com/promql-adapter/promql-adapter/naming/pacompat"
 )
 
 // ruleFile keeps the provider serving the newest valid version of the rule file. It reads the
 // file by path on every check, so a ConfigMap's atomic symlink swap is seen like any edit.
 type ruleFile struct {
 	path     string
+	format   string // FormatAuto, FormatNative or FormatPrometheusAdapter
 	resolver naming.Resolver
 	metrics  *adapter.Metrics
 	apply    func(*naming.Rules) // installs a valid rule set
@@ -46,7 +48,7 @@ func (f *ruleFile) load() (*naming.Rules, error) {
 	if same {
 		return nil, nil
 	}
-	rules, n, err := compileRules(f.path, data, f.resolver)
+	rules, n, err := compileRules(f.path, f.format, data, f.resolver)
 	if err != nil {
 		return nil, f.reject(err)
 	}
@@ -102,8 +104,26 @@ func (f *ruleFile) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-// compileRules validates the content of a rule file.
-func compileRules(path string, data []byte, resolver naming.Resolver) (*naming.Rules, int, error) {
+// Rule file formats for --config-format.
+const (
+	FormatAuto              = "auto"
+	FormatNative            = "native"
+	FormatPrometheusAdapter = "prometheus-adapter"
+)
+
+// compileRules validates the content of a rule file in the given format; auto tells a
+// prometheus-adapter config (rules, externalRules, resourceRules) from a native one (metrics).
+func compileRules(path, format string, data []byte, resolver naming.Resolver) (*naming.Rules, int, error) {
+	if format == FormatPrometheusAdapter || (format != FormatNative && pacompat.Detect(data)) {
+		rules, warnings, err := pacompat.Load(data, resolver)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s (prometheus-adapter format): %w", path, err)
+		}
+		for _, w := range warnings {
+			klog.InfoS("prometheus-adapter config", "path", path, "warning", w)
+		}
+		return rules, len(rules.Series.SeriesQueries()), nil
+	}
 	cfg, err := naming.ParseConfig(data)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", path, err)

@@ -41,7 +41,7 @@ func LoadRules(path string, resolver naming.Resolver) (*naming.Rules, int, error
 	if err != nil {
 		return nil, 0, fmt.Errorf("rule file: %w", err)
 	}
-	return compileRules(path, data, resolver)
+	return compileRules(path, FormatAuto, data, resolver)
 }
 
 // Run serves the metrics APIs until ctx ends. It refuses to start on an invalid rule file.
@@ -80,7 +80,7 @@ func Run(ctx context.Context, o *Options) error {
 		klog.InfoS("running without a cluster: built-in resources only, label selectors on objects are refused")
 	}
 
-	rf := &ruleFile{path: o.RulesFile, resolver: resolver, metrics: metrics}
+	rf := &ruleFile{path: o.RulesFile, format: o.RulesFormat, resolver: resolver, metrics: metrics}
 	rules, err := rf.load()
 	if err != nil {
 		return err // refuse to start on an invalid file
@@ -96,11 +96,19 @@ func Run(ctx context.Context, o *Options) error {
 		return err
 	}
 	p := adapter.NewProvider(adapter.Options{Querier: prom, Objects: objects, Metrics: metrics}, rules)
+	if p.HasDiscovery() {
+		// List discovered metrics before serving; if Prometheus is not there yet, the background relist finds them.
+		dctx, cancel := context.WithTimeout(ctx, o.PrometheusTimeout)
+		if err := p.Discover(dctx, o.SeriesMaxAge, o.SeriesMaxAge); err != nil {
+			klog.ErrorS(err, "first metric discovery failed; retrying every relist interval")
+		}
+		cancel()
+	}
 	go p.RunDiscovery(ctx, o.SeriesRelistInterval, o.SeriesMaxAge, o.SeriesMaxAge)
 	rf.apply = func(r *naming.Rules) {
 		warm(objects, r)
 		p.SetRules(r) // requests in flight finish with the rules they started with
-		if len(r.Templates) > 0 {
+		if p.HasDiscovery() {
 			go func() { _ = p.Discover(ctx, o.SeriesMaxAge, o.SeriesMaxAge) }()
 		}
 	}
