@@ -1,12 +1,17 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	cmv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
+	emv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
 )
 
 // swapRules writes a new version of the rule file the way the kubelet updates a mounted
@@ -85,5 +90,66 @@ func TestHotReload(t *testing.T) {
 	}
 	if code, _, _ := get("/readyz"); code != 200 {
 		t.Errorf("/readyz %d: a rejected file must not make the adapter unready", code)
+	}
+}
+
+// TestPrometheusAdapterConfig serves a prometheus-adapter config unchanged (swapped in by hot
+// reload): its metric names are listed and its values equal the same PromQL sent to Prometheus.
+func TestPrometheusAdapterConfig(t *testing.T) {
+	orig, err := os.ReadFile("../../testdata/rules/integration.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, err := os.ReadFile("../../testdata/rules/prometheus-adapter.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := swapRules(env.rulesDir, orig); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := swapRules(env.rulesDir, pa); err != nil {
+		t.Fatal(err)
+	}
+	var list cmv1beta2.MetricValueList
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body, err := get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/elu_utilization_pa")
+		if err == nil && code == 200 {
+			if err := json.Unmarshal(body, &list); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus-adapter metric not served: %d %s %v", code, body, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	want := byLabel(promQuery(t, `avg by (pod) (avg_over_time(elu_utilization{namespace="shop"}[5s]))`), "pod")
+	if len(list.Items) != pods {
+		t.Fatalf("%d items, want %d", len(list.Items), pods)
+	}
+	for _, it := range list.Items {
+		if it.Value.MilliValue() != milli(want[it.DescribedObject.Name]) {
+			t.Errorf("%s: adapter %s, prometheus %v", it.DescribedObject.Name, it.Value.String(), want[it.DescribedObject.Name])
+		}
+	}
+	var ext emv1beta1.ExternalMetricValueList
+	getJSON(t, "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_messages_ready?labelSelector="+url.QueryEscape("queue=orders"), 200, &ext)
+	if len(ext.Items) != 1 || ext.Items[0].Value.String() != "42" {
+		t.Errorf("external: %+v", ext.Items)
+	}
+	var disc struct {
+		Resources []struct{ Name string } `json:"resources"`
+	}
+	getJSON(t, "/apis/custom.metrics.k8s.io/v1beta2", 200, &disc)
+	var names []string
+	for _, r := range disc.Resources {
+		names = append(names, r.Name)
+	}
+	if got := strings.Join(names, ","); got != "namespaces/elu_utilization_pa,pods/elu_utilization_pa" {
+		t.Errorf("listed %s", got)
 	}
 }
