@@ -66,6 +66,7 @@ type Stack struct {
 	adapterBin  string
 	adapterPort int
 	adapterKC   string
+	rulesFile   string
 	mu          sync.Mutex
 	adapter     *exec.Cmd
 	adapterDone chan struct{}
@@ -91,6 +92,16 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			_ = s.Stop()
 		}
 	}()
+
+	// The adapter reads a copy, so ReplaceRules can change it under a running adapter.
+	rules, err := os.ReadFile(opts.RulesFile)
+	if err != nil {
+		return nil, err
+	}
+	s.rulesFile = filepath.Join(opts.WorkDir, "rules.yaml")
+	if err := s.ReplaceRules(rules); err != nil {
+		return nil, err
+	}
 
 	// Build the adapter first: it needs no cluster, and a compile error should fail fast.
 	s.adapterBin = filepath.Join(opts.WorkDir, "promql-adapter")
@@ -199,6 +210,15 @@ func (s *Stack) ServiceAccountKubeconfig(ctx context.Context, namespace, sa stri
 	return path, nil
 }
 
+// ReplaceRules atomically replaces the adapter's rule file; the adapter reloads it within seconds.
+func (s *Stack) ReplaceRules(data []byte) error {
+	tmp := s.rulesFile + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.rulesFile)
+}
+
 // StartAdapter starts the promql-adapter process (again, after StopAdapter).
 func (s *Stack) StartAdapter(ctx context.Context) error {
 	s.mu.Lock()
@@ -211,7 +231,7 @@ func (s *Stack) StartAdapter(ctx context.Context) error {
 		return err
 	}
 	cmd := exec.Command(s.adapterBin,
-		"--config="+s.opts.RulesFile,
+		"--config="+s.rulesFile,
 		"--prometheus-url="+s.Prom.URL(),
 		"--bind-address=127.0.0.1",
 		"--secure-port="+strconv.Itoa(s.adapterPort),
