@@ -104,6 +104,16 @@ func decide(now time.Time, p Policy, current, minReplicas int32, signals []Signa
 		if failing > 1 {
 			firstFailing += fmt.Sprintf(" (and %d more failing)", failing-1)
 		}
+		// A keep-awake window needs no data: it still wakes a sleeping target.
+		if w, ok := p.openWindow(now); ok && w.Floor > 0 && current <= 0 {
+			return Decision{
+				Action:   Wake,
+				Replicas: max(1, minReplicas, w.Floor),
+				Reason:   fmt.Sprintf("keep-awake window %s (floor %d); %s", w.spec(), w.Floor, firstFailing),
+				State:    State{},
+				Requeue:  DefaultRequeue,
+			}
+		}
 		return none(firstFailing, noData, DefaultRequeue)
 	}
 

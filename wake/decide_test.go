@@ -251,6 +251,18 @@ func TestDecideKeepAwake(t *testing.T) {
 			want: Decision{Action: Wake, Replicas: 3, Reason: "keep-awake window Mon-Fri 09:00-17:00 Europe/Paris (floor 2)", Requeue: time.Second},
 		},
 		{
+			name: "an open window wakes even while a signal cannot be read",
+			at:   "2026-01-05T08:00:00Z", current: 0, min: 1, signals: []Signal{{Name: "queue_messages_ready", Err: errors.New("503")}},
+			st:   State{Sleeping: true, SleepingReplicas: 6},
+			want: Decision{Action: Wake, Replicas: 2, Reason: "keep-awake window Mon-Fri 09:00-17:00 Europe/Paris (floor 2); cannot read activation signal queue_messages_ready: 503", Requeue: time.Second},
+		},
+		{
+			name: "outside a window an unreadable signal changes nothing",
+			at:   "2026-01-05T18:00:00Z", current: 0, min: 1, signals: []Signal{{Name: "queue_messages_ready", Err: errors.New("503")}},
+			st:   State{Sleeping: true, SleepingReplicas: 6},
+			want: Decision{Action: None, Replicas: 0, Reason: "cannot read activation signal queue_messages_ready: 503", State: State{Sleeping: true, SleepingReplicas: 6}, Requeue: time.Second},
+		},
+		{
 			name: "activity and a window both explain a wake",
 			at:   "2026-01-05T08:00:00Z", current: 0, min: 1, signals: decideActive(9),
 			want: Decision{Action: Wake, Replicas: 2, Reason: "queue_messages_ready = 9 > 0; keep-awake window Mon-Fri 09:00-17:00 Europe/Paris (floor 2)", Requeue: time.Second},
