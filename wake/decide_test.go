@@ -79,11 +79,11 @@ func TestDecide(t *testing.T) {
 			want:    Decision{Action: None, Replicas: 0, Reason: "cannot read activation signal b: prometheus: connection refused (and 1 more failing)", State: State{Sleeping: true, SleepingReplicas: 2}},
 		},
 		{
-			name: "a signal error wins over an open keep-awake window",
+			name: "an open keep-awake window wakes despite a signal error",
 			p:    Policy{IdleAfter: 5 * time.Minute, KeepAwake: []Window{scheduleWindow(t, "* 00:00-24:00 UTC floor=2")}}, current: 0, min: 1,
 			signals:       []Signal{decideSignalErr("a", boom)},
 			st:            State{Sleeping: true, SleepingReplicas: 2},
-			want:          Decision{Action: None, Replicas: 0, Reason: "cannot read activation signal a", State: State{Sleeping: true, SleepingReplicas: 2}},
+			want:          Decision{Action: Wake, Replicas: 2, Reason: "keep-awake window * 00:00-24:00 UTC (floor 2); cannot read activation signal a"},
 			reasonContain: true,
 		},
 		{
