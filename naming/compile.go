@@ -146,12 +146,12 @@ func compileRule(i int, r *Rule, resolver Resolver) (*Metric, *Template, error) 
 		}
 	}
 	for _, l := range []string{m.NSLabel, m.NameLabel} {
-		if l != "" && !isLabelName(l) {
+		if l != "" && !IsLabelName(l) {
 			return nil, nil, fail("labels", fmt.Errorf("%q is not a valid Prometheus label name", l))
 		}
 	}
 	for _, n := range r.Inject {
-		if !isMetricName(n) {
+		if !IsMetricName(n) {
 			return nil, nil, fail("inject", fmt.Errorf("%q is not a valid metric name", n))
 		}
 	}
@@ -245,7 +245,7 @@ func (t *Template) Expand(series string) (*Metric, bool) {
 	if t.as != "" {
 		name = string(t.matches.ExpandString(nil, t.as, series, sub))
 	}
-	if !metricNameRE.MatchString(name) || !isMetricName(series) {
+	if !metricNameRE.MatchString(name) || !IsMetricName(series) {
 		return nil, false
 	}
 	expr, err := parseQuery(t.query)

@@ -121,7 +121,7 @@ func SelectorMatchers(sel k8slabels.Selector) ([]*labels.Matcher, error) {
 	out := make([]*labels.Matcher, 0, len(reqs))
 	for _, r := range reqs {
 		name := r.Key()
-		if !isLabelName(name) {
+		if !IsLabelName(name) {
 			return nil, fmt.Errorf("selector key %q is not a valid Prometheus label name (letters, digits and _ only)", name)
 		}
 		vals := r.ValuesUnsorted()
@@ -152,7 +152,8 @@ func SelectorMatchers(sel k8slabels.Selector) ([]*labels.Matcher, error) {
 	return out, nil
 }
 
-func isLabelName(s string) bool {
+// IsLabelName accepts classic Prometheus label names: letters, digits and _, not starting with a digit.
+func IsLabelName(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -164,7 +165,7 @@ func isLabelName(s string) bool {
 	return true
 }
 
-// isMetricName accepts the classic Prometheus metric names: letters, digits, _ and :, not starting with a digit.
-func isMetricName(s string) bool {
-	return s != "" && isLabelName(strings.ReplaceAll(s, ":", "_"))
+// IsMetricName accepts classic Prometheus metric names: letters, digits, _ and :, not starting with a digit.
+func IsMetricName(s string) bool {
+	return s != "" && IsLabelName(strings.ReplaceAll(s, ":", "_"))
 }

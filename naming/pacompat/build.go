@@ -152,7 +152,7 @@ func (r *request) addSelector(sel k8slabels.Selector) error {
 	}
 	for _, q := range reqs {
 		key := q.Key()
-		if !isLabelName(key) {
+		if !naming.IsLabelName(key) {
 			return fmt.Errorf("selector key %q is not a Prometheus label name (letters, digits and _ only)", key)
 		}
 		values := q.ValuesUnsorted()

@@ -271,7 +271,7 @@ func (ru *rule) checkSample() error {
 	} else {
 		label := "pod"
 		for _, l := range sortedKeys(ru.conv.overrides) {
-			if isLabelName(l) && l != "namespace" {
+			if naming.IsLabelName(l) && l != "namespace" {
 				label = l
 				break
 			}
@@ -325,7 +325,7 @@ func newConverter(m ResourceMapping, resolver naming.Resolver) (*converter, []st
 			errs = append(errs, fmt.Errorf("overrides.%s: %w", label, err))
 			continue
 		}
-		if !isLabelName(label) {
+		if !naming.IsLabelName(label) {
 			warns = append(warns, fmt.Sprintf("resources.overrides.%s: %q is not a Prometheus label name this adapter can put in a matcher; queries for %s will fail", label, label, res.GroupResource))
 		}
 		c.overrides[label] = res
@@ -455,21 +455,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-func isLabelName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, c := range s {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' && i > 0) {
-			return false
-		}
-	}
-	return true
-}
-
-// isMetricName accepts classic Prometheus metric names: letters, digits, _ and :, not starting with a digit.
-func isMetricName(s string) bool {
-	return s != "" && isLabelName(strings.ReplaceAll(s, ":", "_"))
 }

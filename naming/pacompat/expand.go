@@ -150,7 +150,7 @@ func lastOccurrences(series []Series) []Series {
 
 // metricName applies the rule's filters and name mapping to a series name.
 func (ru *rule) metricName(series string) (string, bool) {
-	if !isMetricName(series) {
+	if !naming.IsMetricName(series) {
 		return "", false // prometheus-adapter would serve it, but no query can select it by name
 	}
 	for _, f := range ru.filters {
