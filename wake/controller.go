@@ -314,44 +314,43 @@ func (ctl *Controller) signals(ctx context.Context, h *autoscalingv2.HorizontalP
 	for _, m := range h.Spec.Metrics {
 		switch {
 		case m.Type == autoscalingv2.ExternalMetricSourceType && m.External != nil:
-			sel := labels.Everything()
-			if m.External.Metric.Selector != nil {
-				s, err := metav1.LabelSelectorAsSelector(m.External.Metric.Selector)
-				if err != nil {
-					out = append(out, Signal{Name: m.External.Metric.Name, Err: err})
-					continue
-				}
-				sel = s
+			sel, err := metricSelector(m.External.Metric.Selector)
+			if err != nil {
+				out = append(out, Signal{Name: m.External.Metric.Name, Err: err})
+				continue
 			}
-			out = append(out, ctl.read(ctx, h.Namespace, SignalRef{Kind: "External", Metric: m.External.Metric.Name, Selector: sel}))
+			out = append(out, ctl.read(ctx, h.Namespace, SignalRef{Kind: SignalExternal, Metric: m.External.Metric.Name, Selector: sel}))
 		case m.Type == autoscalingv2.ObjectMetricSourceType && m.Object != nil:
-			sel := labels.Everything()
-			if m.Object.Metric.Selector != nil {
-				s, err := metav1.LabelSelectorAsSelector(m.Object.Metric.Selector)
-				if err != nil {
-					out = append(out, Signal{Name: m.Object.Metric.Name, Err: err})
-					continue
-				}
-				sel = s
-			}
+			sel, err := metricSelector(m.Object.Metric.Selector)
 			ref := m.Object.DescribedObject
 			gv, _ := schema.ParseGroupVersion(ref.APIVersion)
-			mapping, err := ctl.c.Mapper.RESTMapping(schema.GroupKind{Group: gv.Group, Kind: ref.Kind}, gv.Version)
+			var mapping *meta.RESTMapping
+			if err == nil {
+				mapping, err = ctl.c.Mapper.RESTMapping(schema.GroupKind{Group: gv.Group, Kind: ref.Kind}, gv.Version)
+			}
 			if err != nil {
 				out = append(out, Signal{Name: m.Object.Metric.Name, Err: err})
 				continue
 			}
-			out = append(out, ctl.read(ctx, h.Namespace, SignalRef{Kind: "Object", Metric: m.Object.Metric.Name,
+			out = append(out, ctl.read(ctx, h.Namespace, SignalRef{Kind: SignalObject, Metric: m.Object.Metric.Name,
 				Resource: mapping.Resource.GroupResource().String(), Name: ref.Name, Selector: sel}))
 		}
 	}
 	return out
 }
 
+// metricSelector is an HPA metric's selector; none selects everything.
+func metricSelector(ls *metav1.LabelSelector) (labels.Selector, error) {
+	if ls == nil {
+		return labels.Everything(), nil
+	}
+	return metav1.LabelSelectorAsSelector(ls)
+}
+
 // read fetches one signal through the metrics APIs, the way the HPA does.
 func (ctl *Controller) read(_ context.Context, ns string, r SignalRef) Signal {
 	switch r.Kind {
-	case "External":
+	case SignalExternal:
 		list, err := ctl.c.External.NamespacedMetrics(ns).List(r.Metric, r.Selector)
 		if err != nil {
 			return Signal{Name: r.Metric, Err: err}
@@ -364,7 +363,7 @@ func (ctl *Controller) read(_ context.Context, ns string, r SignalRef) Signal {
 			sum += float64(it.Value.MilliValue()) / 1000
 		}
 		return Signal{Name: r.Metric, Value: sum}
-	case "Object":
+	case SignalObject:
 		gr := schema.ParseGroupResource(r.Resource)
 		gvk, err := ctl.c.Mapper.KindFor(gr.WithVersion(""))
 		if err != nil {
