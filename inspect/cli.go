@@ -1,0 +1,138 @@
+package inspect
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/prometheus/common/config"
+
+	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/naming"
+	"github.com/promql-adapter/promql-adapter/server"
+)
+
+// Exit codes of the subcommands.
+const (
+	ExitOK     = 0 // every rule serves
+	ExitBroken = 1 // check: some rule is broken; explain: the path names nothing served
+	ExitUsage  = 2 // bad flags, unreadable rule file, Prometheus unreachable
+)
+
+// cliFlags are the flags check and explain share.
+type cliFlags struct {
+	rules, promURL, clientConfig string
+	timeout, lookback            time.Duration
+	json                         bool
+}
+
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *cliFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &cliFlags{}
+	fs.StringVar(&f.rules, "config", "", "rule file, native or prometheus-adapter format (required)")
+	fs.StringVar(&f.promURL, "prometheus-url", "http://127.0.0.1:9090", "Prometheus HTTP API base URL")
+	fs.StringVar(&f.clientConfig, "prometheus-client-config", "", "file holding a Prometheus http_config block (TLS, auth, headers)")
+	fs.DurationVar(&f.timeout, "prometheus-timeout", 5*time.Second, "bound on each query")
+	fs.DurationVar(&f.lookback, "series-max-age", 10*time.Minute, "how far back discovery lists series")
+	fs.BoolVar(&f.json, "json", false, "print JSON instead of text")
+	return fs, f
+}
+
+// open loads the rule file the way the server does (built-in resources only) and connects to Prometheus.
+func (f *cliFlags) open() (*naming.Rules, *adapter.PromClient, error) {
+	if f.rules == "" {
+		return nil, nil, fmt.Errorf("--config is required")
+	}
+	rules, _, err := server.LoadRules(f.rules, naming.BuiltinResources())
+	if err != nil {
+		return nil, nil, err
+	}
+	httpCfg := config.DefaultHTTPClientConfig
+	if f.clientConfig != "" {
+		if httpCfg, err = adapter.LoadHTTPClientConfig(f.clientConfig); err != nil {
+			return nil, nil, err
+		}
+	}
+	q, err := adapter.NewPromClient(adapter.PrometheusConfig{URL: f.promURL, HTTP: httpCfg, Timeout: f.timeout}, nil)
+	return rules, q, err
+}
+
+// RunCheck is `promql-adapter check`: for every rule, the metrics it serves, the objects found and
+// a sample value each, or why it yields nothing. It exits ExitBroken when a rule is broken.
+func RunCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, f := newFlags("check", stderr)
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	rules, q, err := f.open()
+	if err != nil {
+		fmt.Fprintln(stderr, "check:", err)
+		return ExitUsage
+	}
+	report, err := Check(ctx, rules, q, CheckOptions{Lookback: f.lookback, Timeout: f.timeout})
+	if err != nil {
+		fmt.Fprintln(stderr, "check:", err)
+		return ExitUsage
+	}
+	if f.json {
+		err = report.WriteJSON(stdout)
+	} else {
+		err = report.WriteTable(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "check:", err)
+		return ExitUsage
+	}
+	if report.Broken() {
+		return ExitBroken
+	}
+	return ExitOK
+}
+
+// RunExplain is `promql-adapter explain PATH`: the PromQL the adapter would run for one API path.
+func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, f := newFlags("explain", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: promql-adapter explain --config FILE [--prometheus-url URL] /apis/custom.metrics.k8s.io/v1beta2/namespaces/NS/pods/*/METRIC?labelSelector=...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return ExitUsage
+	}
+	rules, q, err := f.open()
+	if err != nil {
+		fmt.Fprintln(stderr, "explain:", err)
+		return ExitUsage
+	}
+	p := adapter.NewProvider(adapter.Options{Querier: q}, rules)
+	if p.HasDiscovery() {
+		if err := p.Discover(ctx, f.lookback, f.lookback); err != nil {
+			fmt.Fprintln(stderr, "explain: discovery:", err)
+		}
+	}
+	x, err := Explain(ctx, rules, fs.Arg(0), p)
+	if err != nil {
+		fmt.Fprintln(stderr, "explain:", err)
+		return ExitBroken
+	}
+	if f.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(x)
+	} else {
+		_, err = fmt.Fprint(stdout, x.String())
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "explain:", err)
+		return ExitUsage
+	}
+	return ExitOK
+}

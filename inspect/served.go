@@ -1,0 +1,305 @@
+package inspect
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/naming"
+	"github.com/promql-adapter/promql-adapter/naming/pacompat"
+)
+
+// Rule kinds, as reported in Explanation.Rule and RuleReport.Kind.
+const (
+	KindMetric            = "metric"             // a fixed-name rule of a native rule file
+	KindDiscover          = "discover"           // a native rule with discover: one metric per series name
+	KindPrometheusAdapter = "prometheus-adapter" // a rule of a prometheus-adapter config
+)
+
+// sectionMetrics is the top-level key of a native rule file.
+const sectionMetrics = "metrics"
+
+// origin is the rule a served metric comes from.
+type origin struct {
+	section  string // "metrics", or prometheus-adapter's "rules" / "externalRules"
+	index    int    // position in the section
+	kind     string // KindMetric, KindDiscover or KindPrometheusAdapter
+	selector string // the series selector discovery listed with (discover.series or seriesQuery)
+	series   string // the series name a discover rule's metric was expanded from
+}
+
+// ref is the rule's place in its file, e.g. "metrics[2]" or "externalRules[0]".
+func (o origin) ref() string { return fmt.Sprintf("%s[%d]", o.section, o.index) }
+
+// entry is one metric the rules yield, and whether the provider serves it.
+type entry struct {
+	metric     *naming.Metric
+	origin     origin
+	shadowedBy *origin // the rule whose metric of the same name and resource is served instead
+}
+
+// served is the provider's catalog rebuilt from the rules and the series its discovery listed,
+// with the same expansion functions and the same first-wins precedence as adapter's catalog.
+type served struct {
+	entries []*entry
+	byKey   map[string]*entry   // describes + "/" + name → the entry served
+	names   map[string][]string // template selector → series names listed, sorted
+	queryOf map[ruleKey]string  // prometheus-adapter rule → its seriesQuery
+	silent  map[string]int      // prometheus-adapter seriesQuery that yields no metric → series it listed
+}
+
+// ruleKey identifies a rule in its file.
+type ruleKey struct {
+	section string
+	index   int
+}
+
+// describes names what a metric describes: its group-resource, or "external".
+func describes(m *naming.Metric) string {
+	if m.External {
+		return naming.External
+	}
+	return m.Resource.GroupResource.String()
+}
+
+func key(m *naming.Metric) string { return describes(m) + "/" + m.Name }
+
+// servedMetrics rebuilds what p serves for rules (the rules p was built with).
+func servedMetrics(p *adapter.Provider, rules *naming.Rules) (*served, error) {
+	names, listed, err := listDiscovered(p, rules)
+	if err != nil {
+		return nil, err
+	}
+	s := &served{byKey: map[string]*entry{}, names: names, queryOf: map[ruleKey]string{}, silent: map[string]int{}}
+	for _, m := range rules.Metrics {
+		s.add(m, origin{section: sectionMetrics, index: m.RuleIndex, kind: KindMetric})
+	}
+	for _, t := range rules.Templates {
+		for _, n := range names[t.Series] {
+			if m, ok := t.Expand(n); ok {
+				s.add(m, origin{section: sectionMetrics, index: t.RuleIndex, kind: KindDiscover, selector: t.Series, series: n})
+			}
+		}
+	}
+	if rules.Series != nil {
+		// Each rule sees only its own seriesQuery's series, so expanding one query's series at a
+		// time tells which query every rule lists with, and which queries yield nothing.
+		for _, q := range rules.Series.SeriesQueries() {
+			var mine []naming.SeriesLabels
+			for _, sl := range listed {
+				if sl.Query == q {
+					mine = append(mine, sl)
+				}
+			}
+			yielded := rules.Series.ExpandSeries(mine)
+			if len(yielded) == 0 {
+				s.silent[q] = len(mine)
+			}
+			for _, m := range yielded {
+				s.queryOf[ruleKey{paSection(m), m.RuleIndex}] = q
+			}
+		}
+		for _, m := range rules.Series.ExpandSeries(listed) {
+			sec := paSection(m)
+			s.add(m, origin{section: sec, index: m.RuleIndex, kind: KindPrometheusAdapter,
+				selector: s.queryOf[ruleKey{sec, m.RuleIndex}]})
+		}
+	}
+	return s, nil
+}
+
+func paSection(m *naming.Metric) string {
+	if m.External {
+		return pacompat.SectionExternalRules
+	}
+	return pacompat.SectionRules
+}
+
+// add appends m; as in adapter's catalog, the first metric of a name and resource wins.
+func (s *served) add(m *naming.Metric, o origin) {
+	e := &entry{metric: m, origin: o}
+	if first, dup := s.byKey[key(m)]; dup {
+		e.shadowedBy = &first.origin
+	} else {
+		s.byKey[key(m)] = e
+	}
+	s.entries = append(s.entries, e)
+}
+
+// lookup finds the served custom metric as adapter's catalog does: a resource without a group
+// ("deployments") matches a unique grouped one ("deployments.apps").
+func (s *served) lookup(gr schema.GroupResource, name string) *entry {
+	if e := s.byKey[gr.String()+"/"+name]; e != nil && !e.metric.External {
+		return e
+	}
+	if gr.Group != "" {
+		return nil
+	}
+	var found *entry
+	for _, e := range s.byKey {
+		if !e.metric.External && e.metric.Name == name && e.metric.Resource.GroupResource.Resource == gr.Resource {
+			if found != nil {
+				return nil
+			}
+			found = e
+		}
+	}
+	return found
+}
+
+// discovered reports whether discovery yielded any metric.
+func (s *served) discovered() bool {
+	for _, e := range s.entries {
+		if e.origin.kind != KindMetric {
+			return true
+		}
+	}
+	return false
+}
+
+// lookupExternal finds the served external metric of that name.
+func (s *served) lookupExternal(name string) *entry {
+	return s.byKey[naming.External+"/"+name]
+}
+
+// listDiscovered reads the series names p's discovery listed for each discovery rule, and the
+// series it listed for prometheus-adapter rules. adapter.Provider exports neither, so it swaps
+// in probe rules whose metrics are named after the series themselves, reads them back from the
+// provider's listing, and restores rules. p must not serve requests meanwhile.
+func listDiscovered(p *adapter.Provider, rules *naming.Rules) (map[string][]string, []naming.SeriesLabels, error) {
+	names := map[string][]string{}
+	if len(rules.Templates) == 0 && rules.Series == nil {
+		return names, nil, nil
+	}
+	defer p.SetRules(rules)
+	var capture *seriesCapture
+	var series naming.SeriesRules // stays a nil interface without prometheus-adapter rules
+	if rules.Series != nil {
+		capture = &seriesCapture{inner: rules.Series}
+		series = capture
+	}
+	var selectors []string
+	for _, t := range rules.Templates {
+		if !slices.Contains(selectors, t.Series) {
+			selectors = append(selectors, t.Series)
+		}
+	}
+	if len(selectors) == 0 {
+		p.SetRules(&naming.Rules{Series: series})
+	}
+	for _, sel := range selectors {
+		probe, err := probeRules(sel)
+		if err != nil {
+			return nil, nil, err
+		}
+		probe.Series = series
+		p.SetRules(probe)
+		var found []string
+		for _, e := range p.ListAllExternalMetrics() {
+			found = append(found, e.Metric)
+		}
+		sort.Strings(found)
+		names[sel] = found
+	}
+	if capture == nil {
+		return names, nil, nil
+	}
+	return names, capture.get(), nil
+}
+
+// probeRules is a discovery rule over selector whose metrics are the series names themselves.
+func probeRules(selector string) (*naming.Rules, error) {
+	cfg := &naming.Config{Metrics: []naming.Rule{{
+		Resource: naming.External,
+		Query:    naming.SeriesPlaceholder,
+		Discover: &naming.Discovery{Series: selector},
+	}}}
+	r, err := naming.Compile(cfg, naming.BuiltinResources())
+	if err != nil {
+		return nil, fmt.Errorf("probe discovery of %s: %w", selector, err)
+	}
+	return r, nil
+}
+
+// seriesCapture records the series the provider expands prometheus-adapter rules with, and yields nothing.
+type seriesCapture struct {
+	inner  naming.SeriesRules
+	mu     sync.Mutex
+	listed []naming.SeriesLabels
+}
+
+// SeriesQueries implements naming.SeriesRules with the wrapped rules' queries.
+func (c *seriesCapture) SeriesQueries() []string { return c.inner.SeriesQueries() }
+
+// ExpandSeries implements naming.SeriesRules: it records the series and yields no metric.
+func (c *seriesCapture) ExpandSeries(in []naming.SeriesLabels) []*naming.Metric {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.listed = slices.Clone(in)
+	return nil
+}
+
+func (c *seriesCapture) get() []naming.SeriesLabels {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.listed)
+}
+
+// nearest lists up to five served names closest to name (edit distance; containment counts as closest).
+func nearest(name string, served []string) []string {
+	type cand struct {
+		name string
+		d    int
+	}
+	cs := make([]cand, 0, len(served))
+	for _, s := range served {
+		d := distance(strings.ToLower(name), strings.ToLower(s))
+		if strings.Contains(s, name) || strings.Contains(name, s) {
+			d = 0
+		}
+		cs = append(cs, cand{s, d})
+	}
+	sort.SliceStable(cs, func(i, j int) bool {
+		if cs[i].d != cs[j].d {
+			return cs[i].d < cs[j].d
+		}
+		return cs[i].name < cs[j].name
+	})
+	var out []string
+	for _, c := range cs {
+		if len(out) == 5 {
+			break
+		}
+		if len(out) > 0 && out[len(out)-1] == c.name {
+			continue
+		}
+		out = append(out, c.name)
+	}
+	return out
+}
+
+// distance is the Levenshtein edit distance.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
