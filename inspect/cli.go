@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/prometheus/common/config"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/naming"
+	"github.com/promql-adapter/promql-adapter/naming/pacompat"
 	"github.com/promql-adapter/promql-adapter/server"
 )
 
@@ -132,6 +134,36 @@ func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "explain:", err)
+		return ExitUsage
+	}
+	return ExitOK
+}
+
+// RunConvert is `promql-adapter convert`: a prometheus-adapter config in the native format, on stdout.
+// Rules that cannot be expressed simply stay as comments that say why.
+func RunConvert(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("convert", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "prometheus-adapter config file (required)")
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	data, err := os.ReadFile(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, "convert:", err)
+		return ExitUsage
+	}
+	cfg, err := pacompat.Parse(data)
+	if err != nil {
+		fmt.Fprintln(stderr, "convert:", err)
+		return ExitUsage
+	}
+	out, err := pacompat.Convert(cfg, naming.BuiltinResources())
+	if err != nil {
+		fmt.Fprintln(stderr, "convert:", err)
+		return ExitUsage
+	}
+	if _, err := stdout.Write(out); err != nil {
 		return ExitUsage
 	}
 	return ExitOK

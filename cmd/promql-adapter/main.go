@@ -3,6 +3,7 @@
 //	promql-adapter [flags]                 serve
 //	promql-adapter check --config F ...    every rule against Prometheus: metrics, objects, samples, or why not
 //	promql-adapter explain --config F PATH the PromQL one API path runs
+//	promql-adapter convert --config F      a prometheus-adapter config in the native format
 package main
 
 import (
@@ -29,6 +30,10 @@ func main() {
 			os.Exit(code)
 		case "explain":
 			code := inspect.RunExplain(ctx, os.Args[2:], os.Stdout, os.Stderr)
+			stop()
+			os.Exit(code)
+		case "convert":
+			code := inspect.RunConvert(ctx, os.Args[2:], os.Stdout, os.Stderr)
 			stop()
 			os.Exit(code)
 		}

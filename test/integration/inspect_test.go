@@ -4,8 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
+	"time"
+
+	cmv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
+	emv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
 
 	"github.com/promql-adapter/promql-adapter/inspect"
 )
@@ -52,5 +59,73 @@ func TestExplainCommand(t *testing.T) {
 		"/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/elu_utilisation"}, &out, &errOut)
 	if code != inspect.ExitBroken || !strings.Contains(errOut.String(), "closest served: elu_utilization") {
 		t.Errorf("unknown metric: exit %d\n%s", code, errOut.String())
+	}
+}
+
+// TestConvertCommand converts the prometheus-adapter config to the native format, serves the
+// result (hot reload) and finds the same metrics with the same values as the original serves.
+func TestConvertCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := inspect.RunConvert(context.Background(), []string{"--config", "../../testdata/rules/prometheus-adapter.yaml"}, &out, &errOut); code != inspect.ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if strings.Contains(out.String(), "NOT CONVERTED") {
+		t.Fatalf("a rule was not converted:\n%s", out.String())
+	}
+	serve := func(rules []byte) (string, map[string]int64, string) {
+		t.Helper()
+		if err := swapRules(env.rulesDir, rules); err != nil {
+			t.Fatal(err)
+		}
+		var list cmv1beta2.MetricValueList
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, body, err := get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/elu_utilization_pa")
+			if err == nil && code == 200 && json.Unmarshal(body, &list) == nil && len(list.Items) == pods {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not served: %d %s %v", code, body, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		values := map[string]int64{}
+		for _, it := range list.Items {
+			values[it.DescribedObject.Name] = it.Value.MilliValue()
+		}
+		var disc struct {
+			Resources []struct{ Name string } `json:"resources"`
+		}
+		getJSON(t, "/apis/custom.metrics.k8s.io/v1beta2", 200, &disc)
+		var names []string
+		for _, r := range disc.Resources {
+			names = append(names, r.Name)
+		}
+		var ext emv1beta1.ExternalMetricValueList
+		getJSON(t, "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_messages_ready?labelSelector="+url.QueryEscape("queue=orders"), 200, &ext)
+		return strings.Join(names, ","), values, fmt.Sprint(len(ext.Items), ext.Items[0].Value.String())
+	}
+	orig, err := os.ReadFile("../../testdata/rules/integration.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, err := os.ReadFile("../../testdata/rules/prometheus-adapter.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := swapRules(env.rulesDir, orig); err != nil {
+			t.Error(err)
+		}
+	})
+	paNames, paValues, paExt := serve(pa)
+	// A neutral file in between, so the converted rules are known to be the ones answering.
+	if err := swapRules(env.rulesDir, orig); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	nNames, nValues, nExt := serve(out.Bytes())
+	if paNames != nNames || paExt != nExt || fmt.Sprint(paValues) != fmt.Sprint(nValues) {
+		t.Errorf("prometheus-adapter config: %s %s\nconverted: %s %s\nvalues equal: %v", paNames, paExt, nNames, nExt, fmt.Sprint(paValues) == fmt.Sprint(nValues))
 	}
 }
