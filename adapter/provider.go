@@ -176,6 +176,28 @@ func seriesKey(s naming.SeriesLabels) string {
 	return s.Query + "\x00" + s.Name + "\x00" + strings.Join(s.Labels, ",")
 }
 
+// Discovered is a snapshot of what discovery keeps: the series names listed per discovery
+// selector (sorted), and the series listed for prometheus-adapter rules (sorted). Tools such as
+// `check` use it to tell which rule yields which metric.
+func (p *Provider) Discovered() (map[string][]string, []naming.SeriesLabels) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	names := map[string][]string{}
+	for key := range p.discovered {
+		sel, name, _ := strings.Cut(key, "\x00")
+		names[sel] = append(names[sel], name)
+	}
+	for _, n := range names {
+		sort.Strings(n)
+	}
+	series := make([]naming.SeriesLabels, 0, len(p.series))
+	for _, s := range p.series {
+		series = append(series, s.SeriesLabels)
+	}
+	sort.Slice(series, func(i, j int) bool { return seriesKey(series[i]) < seriesKey(series[j]) })
+	return names, series
+}
+
 // RunDiscovery calls Discover every interval until ctx ends, logging failures. It costs nothing
 // while no rule discovers, and picks up discovery rules that a reload adds.
 func (p *Provider) RunDiscovery(ctx context.Context, interval, lookback, maxAge time.Duration) {

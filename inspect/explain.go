@@ -49,8 +49,7 @@ func (e Explanation) String() string {
 }
 
 // Explain returns the PromQL the adapter runs for the metrics API request apiPath. p must serve
-// rules and, for discovered metrics, have run Discover; Explain briefly swaps p's rules to read
-// what discovery listed (see listDiscovered), so p must not be serving requests meanwhile.
+// rules and, for discovered metrics, have run Discover.
 func Explain(ctx context.Context, rules *naming.Rules, apiPath string, p *adapter.Provider) (Explanation, error) {
 	if err := ctx.Err(); err != nil {
 		return Explanation{}, fmt.Errorf("explain %s: %w", apiPath, err)

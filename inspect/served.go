@@ -2,10 +2,8 @@ package inspect
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -167,87 +165,14 @@ func (s *served) lookupExternal(name string) *entry {
 	return s.byKey[naming.External+"/"+name]
 }
 
-// listDiscovered reads the series names p's discovery listed for each discovery rule, and the
-// series it listed for prometheus-adapter rules. adapter.Provider exports neither, so it swaps
-// in probe rules whose metrics are named after the series themselves, reads them back from the
-// provider's listing, and restores rules. p must not serve requests meanwhile.
+// listDiscovered reads what p's discovery listed: series names per discovery selector, and the
+// series listed for prometheus-adapter rules.
 func listDiscovered(p *adapter.Provider, rules *naming.Rules) (map[string][]string, []naming.SeriesLabels, error) {
-	names := map[string][]string{}
-	if len(rules.Templates) == 0 && rules.Series == nil {
-		return names, nil, nil
+	names, series := p.Discovered()
+	if rules.Series == nil {
+		series = nil
 	}
-	defer p.SetRules(rules)
-	var capture *seriesCapture
-	var series naming.SeriesRules // stays a nil interface without prometheus-adapter rules
-	if rules.Series != nil {
-		capture = &seriesCapture{inner: rules.Series}
-		series = capture
-	}
-	var selectors []string
-	for _, t := range rules.Templates {
-		if !slices.Contains(selectors, t.Series) {
-			selectors = append(selectors, t.Series)
-		}
-	}
-	if len(selectors) == 0 {
-		p.SetRules(&naming.Rules{Series: series})
-	}
-	for _, sel := range selectors {
-		probe, err := probeRules(sel)
-		if err != nil {
-			return nil, nil, err
-		}
-		probe.Series = series
-		p.SetRules(probe)
-		var found []string
-		for _, e := range p.ListAllExternalMetrics() {
-			found = append(found, e.Metric)
-		}
-		sort.Strings(found)
-		names[sel] = found
-	}
-	if capture == nil {
-		return names, nil, nil
-	}
-	return names, capture.get(), nil
-}
-
-// probeRules is a discovery rule over selector whose metrics are the series names themselves.
-func probeRules(selector string) (*naming.Rules, error) {
-	cfg := &naming.Config{Metrics: []naming.Rule{{
-		Resource: naming.External,
-		Query:    naming.SeriesPlaceholder,
-		Discover: &naming.Discovery{Series: selector},
-	}}}
-	r, err := naming.Compile(cfg, naming.BuiltinResources())
-	if err != nil {
-		return nil, fmt.Errorf("probe discovery of %s: %w", selector, err)
-	}
-	return r, nil
-}
-
-// seriesCapture records the series the provider expands prometheus-adapter rules with, and yields nothing.
-type seriesCapture struct {
-	inner  naming.SeriesRules
-	mu     sync.Mutex
-	listed []naming.SeriesLabels
-}
-
-// SeriesQueries implements naming.SeriesRules with the wrapped rules' queries.
-func (c *seriesCapture) SeriesQueries() []string { return c.inner.SeriesQueries() }
-
-// ExpandSeries implements naming.SeriesRules: it records the series and yields no metric.
-func (c *seriesCapture) ExpandSeries(in []naming.SeriesLabels) []*naming.Metric {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.listed = slices.Clone(in)
-	return nil
-}
-
-func (c *seriesCapture) get() []naming.SeriesLabels {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.listed)
+	return names, series, nil
 }
 
 // nearest lists up to five served names closest to name (edit distance; containment counts as closest).
