@@ -273,36 +273,50 @@ func (p *Provider) find(info provider.CustomMetricInfo) (*naming.Metric, error) 
 }
 
 func (p *Provider) notFound(info provider.CustomMetricInfo) error {
+	return newStatus(http.StatusNotFound, metav1.StatusReasonNotFound, "%s", p.NotServed(info))
+}
+
+// NotServed says why a custom metric is not served: the closest names served for that resource
+// (a resource without a group matches the grouped one), where else it is served, or what is.
+func (p *Provider) NotServed(info provider.CustomMetricInfo) string {
 	c := p.cat.Load()
-	var names []string
-	here := c.custom[info.GroupResource]
-	for n := range here {
-		names = append(names, n)
+	var here, where, all []string
+	for _, i := range c.list {
+		all = append(all, i.GroupResource.String()+"/"+i.Metric)
+		switch {
+		case i.GroupResource == info.GroupResource,
+			info.GroupResource.Group == "" && i.GroupResource.Resource == info.GroupResource.Resource:
+			here = append(here, i.Metric)
+		case i.Metric == info.Metric:
+			where = append(where, i.GroupResource.String())
+		}
 	}
 	msg := fmt.Sprintf("metric %q is not served for %s", info.Metric, info.GroupResource)
-	if len(names) > 0 {
-		msg += "; closest served: " + strings.Join(nearest(info.Metric, names), ", ")
-	} else {
-		var where []string
-		for _, i := range c.list {
-			if i.Metric == info.Metric {
-				where = append(where, i.GroupResource.String())
-			}
-		}
-		switch {
-		case len(where) > 0:
-			msg += "; it is served for " + strings.Join(where, ", ")
-		case len(c.list) == 0:
-			msg += "; no custom metrics are served (check the rule file)"
-		default:
-			var all []string
-			for _, i := range c.list {
-				all = append(all, i.GroupResource.String()+"/"+i.Metric)
-			}
-			msg += "; served: " + strings.Join(nearest(info.Metric, all), ", ")
-		}
+	switch {
+	case len(here) > 0:
+		msg += "; closest served: " + strings.Join(nearest(info.Metric, here), ", ")
+	case len(where) > 0:
+		msg += "; it is served for " + strings.Join(where, ", ")
+	case len(all) > 0:
+		msg += "; served: " + strings.Join(nearest(info.Metric, all), ", ")
+	default:
+		msg += "; no custom metrics are served (check the rule file)"
 	}
-	return newStatus(http.StatusNotFound, metav1.StatusReasonNotFound, "%s", msg)
+	return msg
+}
+
+// NotServedExternal says why an external metric is not served, naming the closest served ones.
+func (p *Provider) NotServedExternal(name string) string {
+	c := p.cat.Load()
+	names := make([]string, 0, len(c.extList))
+	for _, e := range c.extList {
+		names = append(names, e.Metric)
+	}
+	msg := fmt.Sprintf("external metric %q is not served", name)
+	if len(names) == 0 {
+		return msg + "; no external metrics are served (check the rule file)"
+	}
+	return msg + "; closest served: " + strings.Join(nearest(name, names), ", ")
 }
 
 func (p *Provider) metricByName(ctx context.Context, name types.NamespacedName, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValue, error) {
@@ -430,17 +444,7 @@ func (p *Provider) external(ctx context.Context, namespace string, metricSelecto
 	c := p.cat.Load()
 	m := c.external[info.Metric]
 	if m == nil {
-		names := make([]string, 0, len(c.extList))
-		for _, e := range c.extList {
-			names = append(names, e.Metric)
-		}
-		msg := fmt.Sprintf("external metric %q is not served", info.Metric)
-		if len(names) > 0 {
-			msg += "; closest served: " + strings.Join(nearest(info.Metric, names), ", ")
-		} else {
-			msg += "; no external metrics are served (check the rule file)"
-		}
-		return nil, newStatus(http.StatusNotFound, metav1.StatusReasonNotFound, "%s", msg)
+		return nil, newStatus(http.StatusNotFound, metav1.StatusReasonNotFound, "%s", p.NotServedExternal(info.Metric))
 	}
 	query, err := m.Build(naming.Selection{Namespace: namespace, Selector: metricSelector})
 	if err != nil {

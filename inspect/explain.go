@@ -7,8 +7,9 @@ package inspect
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
+
+	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/naming"
@@ -206,44 +207,13 @@ func listsExternal(p *adapter.Provider, name string) bool {
 	return false
 }
 
-// notServed says, as the adapter's 404 does, which served names are closest.
+// notServed says what the adapter's 404 says, and why discovery may not have listed the metric yet.
 func notServed(req *request, s *served, p *adapter.Provider, yielded bool) error {
 	var msg string
 	if req.external {
-		var names []string
-		for _, i := range p.ListAllExternalMetrics() {
-			names = append(names, i.Metric)
-		}
-		msg = fmt.Sprintf("external metric %q is not served", req.metric)
-		if len(names) > 0 {
-			msg += "; closest served: " + strings.Join(nearest(req.metric, names), ", ")
-		} else {
-			msg += "; no external metrics are served"
-		}
+		msg = p.NotServedExternal(req.metric)
 	} else {
-		msg = fmt.Sprintf("metric %q is not served for %s", req.metric, req.resource)
-		var here, where, all []string
-		for _, i := range p.ListAllMetrics() {
-			all = append(all, i.GroupResource.String()+"/"+i.Metric)
-			switch {
-			case i.GroupResource == req.resource,
-				req.resource.Group == "" && i.GroupResource.Resource == req.resource.Resource:
-				here = append(here, i.Metric)
-			case i.Metric == req.metric:
-				where = append(where, i.GroupResource.String())
-			}
-		}
-		switch {
-		case len(here) > 0:
-			msg += "; closest served: " + strings.Join(nearest(req.metric, here), ", ")
-		case len(where) > 0:
-			sort.Strings(where)
-			msg += "; it is served for " + strings.Join(where, ", ")
-		case len(all) > 0:
-			msg += "; served: " + strings.Join(nearest(req.metric, all), ", ")
-		default:
-			msg += "; no custom metrics are served"
-		}
+		msg = p.NotServed(provider.CustomMetricInfo{GroupResource: req.resource, Metric: req.metric})
 	}
 	if p.HasDiscovery() && !s.discovered() {
 		msg += " (no discovered metric is listed: discovered metrics appear only after Provider.Discover)"

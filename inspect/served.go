@@ -2,8 +2,6 @@ package inspect
 
 import (
 	"fmt"
-	"sort"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -173,58 +171,4 @@ func listDiscovered(p *adapter.Provider, rules *naming.Rules) (map[string][]stri
 		series = nil
 	}
 	return names, series, nil
-}
-
-// nearest lists up to five served names closest to name (edit distance; containment counts as closest).
-func nearest(name string, served []string) []string {
-	type cand struct {
-		name string
-		d    int
-	}
-	cs := make([]cand, 0, len(served))
-	for _, s := range served {
-		d := distance(strings.ToLower(name), strings.ToLower(s))
-		if strings.Contains(s, name) || strings.Contains(name, s) {
-			d = 0
-		}
-		cs = append(cs, cand{s, d})
-	}
-	sort.SliceStable(cs, func(i, j int) bool {
-		if cs[i].d != cs[j].d {
-			return cs[i].d < cs[j].d
-		}
-		return cs[i].name < cs[j].name
-	})
-	var out []string
-	for _, c := range cs {
-		if len(out) == 5 {
-			break
-		}
-		if len(out) > 0 && out[len(out)-1] == c.name {
-			continue
-		}
-		out = append(out, c.name)
-	}
-	return out
-}
-
-// distance is the Levenshtein edit distance.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
