@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -93,34 +92,14 @@ func TestConvertCommand(t *testing.T) {
 		for _, it := range list.Items {
 			values[it.DescribedObject.Name] = it.Value.MilliValue()
 		}
-		var disc struct {
-			Resources []struct{ Name string } `json:"resources"`
-		}
-		getJSON(t, "/apis/custom.metrics.k8s.io/v1beta2", 200, &disc)
-		var names []string
-		for _, r := range disc.Resources {
-			names = append(names, r.Name)
-		}
 		var ext emv1beta1.ExternalMetricValueList
 		getJSON(t, "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_messages_ready?labelSelector="+url.QueryEscape("queue=orders"), 200, &ext)
-		return strings.Join(names, ","), values, fmt.Sprint(len(ext.Items), ext.Items[0].Value.String())
+		return listed(t, "custom.metrics.k8s.io/v1beta2"), values, fmt.Sprint(len(ext.Items), ext.Items[0].Value.String())
 	}
-	orig, err := os.ReadFile("../../testdata/rules/integration.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pa, err := os.ReadFile("../../testdata/rules/prometheus-adapter.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := swapRules(env.rulesDir, orig); err != nil {
-			t.Error(err)
-		}
-	})
-	paNames, paValues, paExt := serve(pa)
+	restoreRulesAtEnd(t)
+	paNames, paValues, paExt := serve(readFile(t, paRules))
 	// A neutral file in between, so the converted rules are known to be the ones answering.
-	if err := swapRules(env.rulesDir, orig); err != nil {
+	if err := swapRules(env.rulesDir, readFile(t, integrationRules)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)

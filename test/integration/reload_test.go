@@ -38,13 +38,59 @@ func swapRules(dir string, content []byte) error {
 	return nil
 }
 
-// TestHotReload changes the served rules through ConfigMap-style symlink swaps: a valid change is
-// served within 5 s, an invalid one is rejected while the last good rules keep serving.
-func TestHotReload(t *testing.T) {
-	orig, err := os.ReadFile("../../testdata/rules/integration.yaml")
+// Rule files the reload tests swap in.
+const (
+	integrationRules = "../../testdata/rules/integration.yaml"
+	paRules          = "../../testdata/rules/prometheus-adapter.yaml"
+)
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return data
+}
+
+// restoreRulesAtEnd serves the package's own rules again when the test ends.
+func restoreRulesAtEnd(t *testing.T) {
+	t.Helper()
+	orig := readFile(t, integrationRules)
+	t.Cleanup(func() {
+		if err := swapRules(env.rulesDir, orig); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// swapIn serves rules now and the package's own rules again when the test ends.
+func swapIn(t *testing.T, rules []byte) {
+	t.Helper()
+	restoreRulesAtEnd(t)
+	if err := swapRules(env.rulesDir, rules); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listed is the resources/metrics a metrics API version lists, joined by commas.
+func listed(t *testing.T, groupVersion string) string {
+	t.Helper()
+	var disc struct {
+		Resources []struct{ Name string } `json:"resources"`
+	}
+	getJSON(t, "/apis/"+groupVersion, 200, &disc)
+	names := make([]string, 0, len(disc.Resources))
+	for _, r := range disc.Resources {
+		names = append(names, r.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// TestHotReload changes the served rules through ConfigMap-style symlink swaps: a valid change is
+// served within 5 s, an invalid one is rejected while the last good rules keep serving.
+func TestHotReload(t *testing.T) {
+	orig := readFile(t, integrationRules)
 	served := func(metric string) bool {
 		code, _, err := get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/" + metric)
 		return err == nil && code == 200
@@ -60,17 +106,12 @@ func TestHotReload(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() {
-		if err := swapRules(env.rulesDir, orig); err != nil {
-			t.Error(err)
-		}
 		waitFor("original rules back", func() bool { return served("elu_utilization") && !served("elu_max") })
 	})
 
 	added := string(orig) + "\n- name: elu_max\n  resource: pods\n  query: max by (namespace, pod) (elu_utilization)\n"
 	start := time.Now()
-	if err := swapRules(env.rulesDir, []byte(added)); err != nil {
-		t.Fatal(err)
-	}
+	swapIn(t, []byte(added))
 	waitFor("a new metric served after a valid change", func() bool { return served("elu_max") })
 	t.Logf("valid change served after %s", time.Since(start).Round(10*time.Millisecond))
 
@@ -96,22 +137,7 @@ func TestHotReload(t *testing.T) {
 // TestPrometheusAdapterConfig serves a prometheus-adapter config unchanged (swapped in by hot
 // reload): its metric names are listed and its values equal the same PromQL sent to Prometheus.
 func TestPrometheusAdapterConfig(t *testing.T) {
-	orig, err := os.ReadFile("../../testdata/rules/integration.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pa, err := os.ReadFile("../../testdata/rules/prometheus-adapter.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := swapRules(env.rulesDir, orig); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := swapRules(env.rulesDir, pa); err != nil {
-		t.Fatal(err)
-	}
+	swapIn(t, readFile(t, paRules))
 	var list cmv1beta2.MetricValueList
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -141,15 +167,7 @@ func TestPrometheusAdapterConfig(t *testing.T) {
 	if len(ext.Items) != 1 || ext.Items[0].Value.String() != "42" {
 		t.Errorf("external: %+v", ext.Items)
 	}
-	var disc struct {
-		Resources []struct{ Name string } `json:"resources"`
-	}
-	getJSON(t, "/apis/custom.metrics.k8s.io/v1beta2", 200, &disc)
-	var names []string
-	for _, r := range disc.Resources {
-		names = append(names, r.Name)
-	}
-	if got := strings.Join(names, ","); got != "namespaces/elu_utilization_pa,pods/elu_utilization_pa" {
+	if got := listed(t, "custom.metrics.k8s.io/v1beta2"); got != "namespaces/elu_utilization_pa,pods/elu_utilization_pa" {
 		t.Errorf("listed %s", got)
 	}
 }
