@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/internal/testutil"
 	"github.com/promql-adapter/promql-adapter/naming"
 	"github.com/promql-adapter/promql-adapter/server"
 )
@@ -274,7 +274,7 @@ func TestExplain(t *testing.T) {
 			if !reflect.DeepEqual(listed, p.ListAllMetrics()) || !reflect.DeepEqual(extListed, p.ListAllExternalMetrics()) {
 				t.Errorf("the provider's listing changed: %v %v, then %v %v", listed, extListed, p.ListAllMetrics(), p.ListAllExternalMetrics())
 			}
-			checkGolden(t, filepath.Join("testdata", "golden", "inspect_explain_"+suite.name+".golden"), golden.String())
+			testutil.Golden(t, filepath.Join("testdata", "golden", "inspect_explain_"+suite.name+".golden"), golden.String(), *update)
 		})
 	}
 }
@@ -308,27 +308,6 @@ func providerQuery(t *testing.T, p *adapter.Provider, f *fakeProm, path string) 
 		t.Errorf("provider: %v", err)
 	}
 	return f.lastQuery()
-}
-
-// checkGolden compares got with the golden file, or rewrites it with -update.
-func checkGolden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./inspect/ -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs (go test ./inspect/ -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
 }
 
 func TestParseRequest(t *testing.T) {

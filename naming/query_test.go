@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	k8slabels "k8s.io/apimachinery/pkg/labels"
+
+	"github.com/promql-adapter/promql-adapter/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -66,23 +68,7 @@ func TestBuildGolden(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "# %s\n# metric=%s namespace=%q names=%q selector=%v\n%s\n\n", c.about, c.metric, c.sel.Namespace, c.sel.Names, c.sel.Selector, q)
 	}
-	golden(t, "../testdata/golden/naming_queries.golden", b.String())
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
+	testutil.Golden(t, "../testdata/golden/naming_queries.golden", b.String(), *update)
 }
 
 func TestInjectOnlyNamedSeries(t *testing.T) {
@@ -136,27 +122,6 @@ func TestSelectorMatchers(t *testing.T) {
 	}
 }
 
-// structure summarises a parsed query without its label values: the node types in order,
-// and each vector selector's name and matcher names and types.
-func structure(expr parser.Expr) string {
-	var b strings.Builder
-	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
-		fmt.Fprintf(&b, "%T;", n)
-		if vs, ok := n.(*parser.VectorSelector); ok {
-			var ms []string
-			for _, m := range vs.LabelMatchers {
-				if m.Name != labels.MetricName {
-					ms = append(ms, m.Name+m.Type.String())
-				}
-			}
-			slices.Sort(ms) // the printer sorts matchers by name
-			fmt.Fprintf(&b, "%s{%s}", vs.Name, strings.Join(ms, ","))
-		}
-		return nil
-	})
-	return b.String()
-}
-
 // FuzzBuild proves that no namespace, object name or selector value changes a query's structure:
 // the built query parses, has the shape of the rule's query plus the injected matchers, and every
 // injected matcher matches exactly the value the request gave.
@@ -201,13 +166,13 @@ func FuzzBuild(f *testing.F) {
 				}
 			}
 			Inject(base, ms, m.inject)
-			want := structure(base)
+			want := testutil.QueryShape(base)
 			q := base.String()
 			got, err := parser.NewParser(parser.Options{}).ParseExpr(q)
 			if err != nil {
 				t.Fatalf("built query does not parse: %v\n%s", err, q)
 			}
-			if s := structure(got); s != want {
+			if s := testutil.QueryShape(got); s != want {
 				t.Fatalf("structure changed:\n got %s\nwant %s\nquery %s", s, want, q)
 			}
 			checkValues(t, got, ms)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/promql-adapter/promql-adapter/internal/testutil"
 	"github.com/promql-adapter/promql-adapter/naming"
 )
 
@@ -17,14 +18,14 @@ func TestConvert(t *testing.T) {
 			tc := loadCase(t, path)
 			cfg, err := Parse([]byte(tc.Config))
 			if err != nil {
-				golden(t, filepath.Join(testdata, "convert", name+".golden"), "== config error\n"+err.Error()+"\n")
+				testutil.Golden(t, filepath.Join(testdata, "convert", name+".golden"), "== config error\n"+err.Error()+"\n", *update)
 				return
 			}
 			out, err := Convert(cfg, tc.resolver())
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join(testdata, "convert", name+".golden"), string(out))
+			testutil.Golden(t, filepath.Join(testdata, "convert", name+".golden"), string(out), *update)
 			if !strings.Contains(string(out), "\n- resource: ") {
 				if !strings.Contains(string(out), "NOT CONVERTED") && len(cfg.Rules)+len(cfg.ExternalRules) > 0 {
 					t.Error("no rule converted and none says why")

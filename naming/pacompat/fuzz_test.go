@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	k8slabels "k8s.io/apimachinery/pkg/labels"
 
+	"github.com/promql-adapter/promql-adapter/internal/testutil"
 	"github.com/promql-adapter/promql-adapter/naming"
 )
 
@@ -83,27 +84,6 @@ func buildRaw(m *Metric, ns string, names []string, code string) (string, error)
 	return m.render(r)
 }
 
-// structure summarises a parsed query without its label values: node types in order, and each
-// vector selector's name and matcher names and types.
-func structure(expr parser.Expr) string {
-	var b strings.Builder
-	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
-		fmt.Fprintf(&b, "%T;", n)
-		if vs, ok := n.(*parser.VectorSelector); ok {
-			var ms []string
-			for _, m := range vs.LabelMatchers {
-				if m.Name != labels.MetricName {
-					ms = append(ms, m.Name+m.Type.String())
-				}
-			}
-			slices.Sort(ms)
-			fmt.Fprintf(&b, "%s{%s}", vs.Name, strings.Join(ms, ","))
-		}
-		return nil
-	})
-	return b.String()
-}
-
 // FuzzBuild proves that no namespace, object name or selector value changes a rendered query's
 // structure: it parses, has the shape of the same query rendered for harmless values, and every
 // value-carrying matcher selects exactly what the request asked for.
@@ -165,7 +145,7 @@ func FuzzBuild(f *testing.F) {
 				if err != nil {
 					t.Fatalf("built query does not parse: %v\n%s", err, q)
 				}
-				if s, want := structure(got), structure(baseExpr); s != want {
+				if s, want := testutil.QueryShape(got), testutil.QueryShape(baseExpr); s != want {
 					t.Fatalf("structure changed:\n got %s\nwant %s\nquery %s", s, want, q)
 				}
 				checkValues(t, m, got, ns, names, code, q)

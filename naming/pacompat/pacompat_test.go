@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promql-adapter/promql-adapter/internal/testutil"
 	"github.com/promql-adapter/promql-adapter/naming"
 )
 
@@ -220,7 +221,7 @@ func TestGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(path), ".yaml")
 		t.Run(name, func(t *testing.T) {
 			got, _ := run(t, loadCase(t, path))
-			golden(t, strings.TrimSuffix(path, ".yaml")+".golden", got)
+			testutil.Golden(t, strings.TrimSuffix(path, ".yaml")+".golden", got, *update)
 		})
 	}
 }
@@ -304,22 +305,6 @@ func splitGolden(s string) (string, []string) {
 	}
 	flush()
 	return metrics.String(), reqs
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
 }
 
 // TestConcurrentUse runs discovery and query building from several goroutines (go test -race).
