@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -256,7 +255,7 @@ func (t *Template) Expand(series string) (*Metric, bool) {
 		if vs, ok := n.(*parser.VectorSelector); ok && vs.Name == SeriesPlaceholder {
 			vs.Name = series
 			for _, lm := range vs.LabelMatchers {
-				if lm.Name == labels.MetricName {
+				if lm.Name == model.MetricNameLabel {
 					lm.Value = series
 				}
 			}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
@@ -38,7 +38,7 @@ func QueryShape(expr parser.Expr) string {
 		if vs, ok := n.(*parser.VectorSelector); ok {
 			var ms []string
 			for _, m := range vs.LabelMatchers {
-				if m.Name != labels.MetricName {
+				if m.Name != model.MetricNameLabel {
 					ms = append(ms, m.Name+m.Type.String())
 				}
 			}

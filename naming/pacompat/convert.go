@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 
@@ -29,7 +30,7 @@ func requiredResourceLabels(q string, resolver naming.Resolver) (map[string]Grou
 	out := map[string]GroupResource{}
 	for _, m := range ms {
 		required := (m.Type == labels.MatchNotEqual && m.Value == "") || (m.Type == labels.MatchRegexp && m.Value == ".+")
-		if !required || m.Name == labels.MetricName {
+		if !required || m.Name == model.MetricNameLabel {
 			continue
 		}
 		if res, err := resolver.Resolve(m.Name); err == nil {
@@ -208,9 +209,9 @@ func seriesSelector(q string, filters []RegexFilter) (string, error) {
 	for _, f := range filters {
 		switch {
 		case f.Is != "":
-			ms = append(ms, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, ".*(?:"+f.Is+").*"))
+			ms = append(ms, labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, ".*(?:"+f.Is+").*"))
 		case f.IsNot != "":
-			ms = append(ms, labels.MustNewMatcher(labels.MatchNotRegexp, labels.MetricName, ".*(?:"+f.IsNot+").*"))
+			ms = append(ms, labels.MustNewMatcher(labels.MatchNotRegexp, model.MetricNameLabel, ".*(?:"+f.IsNot+").*"))
 		}
 	}
 	parts := make([]string, len(ms))
