@@ -5,6 +5,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"net"
 	"strings"
 	"time"
@@ -39,6 +40,11 @@ type Options struct {
 	SeriesMaxAge         time.Duration
 	ClientQPS            float32
 	ClientBurst          int
+
+	// Registerer receives the adapter's own metrics; nil means the registry that /metrics serves
+	// (k8s.io/component-base's legacyregistry, one per process). A second server in the same
+	// process, as in tests, passes its own.
+	Registerer prometheus.Registerer
 }
 
 // NewOptions returns the defaults.

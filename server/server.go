@@ -49,7 +49,11 @@ func Run(ctx context.Context, o *Options) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	metrics := adapter.NewMetrics(legacyregistry.Registerer())
+	reg := o.Registerer
+	if reg == nil {
+		reg = legacyregistry.Registerer()
+	}
+	metrics := adapter.NewMetrics(reg)
 
 	var (
 		resolver   naming.Resolver = naming.BuiltinResources()

@@ -3,11 +3,9 @@ package promrun
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"time"
 )
 
 // EnvAlertmanagerBinary names the Alertmanager binary to use.
@@ -37,31 +35,15 @@ func StartAlertmanager(ctx context.Context, o AlertmanagerOptions) (*Server, err
 	if err != nil {
 		return nil, fmt.Errorf("alertmanager binary: %w (run `make deps`, which installs Debian's prometheus-alertmanager)", err)
 	}
-	s := &Server{client: &http.Client{Timeout: 5 * time.Second}}
-	if o.WorkDir == "" {
-		if s.workDir, err = os.MkdirTemp("", "alertmanager-"); err != nil {
-			return nil, err
-		}
-		s.tempDir = true
-	} else if s.workDir, err = filepath.Abs(o.WorkDir); err != nil {
+	s, cleanup, err := newServer(o.WorkDir, "alertmanager-", "alertmanager.log")
+	if err != nil {
 		return nil, err
-	} else if err := os.MkdirAll(s.workDir, 0o755); err != nil {
-		return nil, err
-	}
-	cleanup := func() {
-		if s.tempDir {
-			_ = os.RemoveAll(s.workDir)
-		}
 	}
 	s.configPath = filepath.Join(s.workDir, "alertmanager.yml")
 	if err := os.WriteFile(s.configPath, []byte(o.Config), 0o644); err != nil {
+		_ = s.logFile.Close()
 		cleanup()
 		return nil, fmt.Errorf("alertmanager config: %w", err)
-	}
-	s.logPath = filepath.Join(s.workDir, "alertmanager.log")
-	if s.logFile, err = os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o644); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("open alertmanager log: %w", err)
 	}
 	args := func(addr string) []string {
 		return []string{

@@ -159,37 +159,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	opts.RuleFiles = rules
 
-	s := &Server{client: &http.Client{Timeout: 5 * time.Second}}
-	if opts.WorkDir == "" {
-		dir, err := os.MkdirTemp("", "promrun-")
-		if err != nil {
-			return nil, fmt.Errorf("create prometheus work dir: %w", err)
-		}
-		s.workDir, s.tempDir = dir, true
-	} else {
-		dir, err := filepath.Abs(opts.WorkDir)
-		if err != nil {
-			return nil, fmt.Errorf("resolve work dir %q: %w", opts.WorkDir, err)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("create prometheus work dir: %w", err)
-		}
-		s.workDir = dir
+	s, cleanup, err := newServer(opts.WorkDir, "promrun-", "prometheus.log")
+	if err != nil {
+		return nil, err
 	}
-	cleanup := func() {
-		if s.tempDir {
-			_ = os.RemoveAll(s.workDir)
-		}
-	}
-
 	if s.configPath, err = writeConfig(s.workDir, opts); err != nil {
+		_ = s.logFile.Close()
 		cleanup()
 		return nil, fmt.Errorf("prometheus config: %w", err)
-	}
-	s.logPath = filepath.Join(s.workDir, "prometheus.log")
-	if s.logFile, err = os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o644); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("open prometheus log: %w", err)
 	}
 
 	args := func(addr string) []string {
@@ -205,6 +182,33 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// newServer prepares a Server's work dir (a temporary one, removed by Stop, when workDir is
+// empty) and opens its log file there. cleanup removes a temporary work dir after a failed start.
+func newServer(workDir, tempPrefix, logName string) (s *Server, cleanup func(), err error) {
+	s = &Server{client: &http.Client{Timeout: 5 * time.Second}}
+	if workDir == "" {
+		if s.workDir, err = os.MkdirTemp("", tempPrefix); err != nil {
+			return nil, nil, fmt.Errorf("create work dir: %w", err)
+		}
+		s.tempDir = true
+	} else if s.workDir, err = filepath.Abs(workDir); err != nil {
+		return nil, nil, fmt.Errorf("resolve work dir %q: %w", workDir, err)
+	} else if err := os.MkdirAll(s.workDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("create work dir: %w", err)
+	}
+	cleanup = func() {
+		if s.tempDir {
+			_ = os.RemoveAll(s.workDir)
+		}
+	}
+	s.logPath = filepath.Join(s.workDir, logName)
+	if s.logFile, err = os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o644); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("open %s: %w", logName, err)
+	}
+	return s, cleanup, nil
 }
 
 // start launches the process, retrying on a port clash, and cleans up on failure.
