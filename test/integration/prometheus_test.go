@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	cmv1beta1 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta1"
 	cmv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
@@ -30,6 +31,10 @@ import (
 )
 
 const pods = 100
+
+// integrationCustomMetrics is what testdata/rules/integration.yaml serves in custom.metrics.k8s.io
+// once discovery has run: resource/metric(namespaced), sorted.
+const integrationCustomMetrics = "namespaces/namespace_elu_max(false) nodes/node_load(false) pods/elu_utilization(true) pods/http_requests_per_second(true) pods/myapp_orders_per_second(true) services/service_requests_per_second(true)"
 
 // env is what TestMain starts once for the package.
 var env struct {
@@ -116,24 +121,14 @@ func run(m *testing.M) (int, error) {
 	if err := swapRules(env.rulesDir, orig); err != nil {
 		return 0, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	adapter, errc, err := startAdapter(ctx, filepath.Join(env.rulesDir, "rules.yaml"), prom.URL(), nil)
 	if err != nil {
 		return 0, err
 	}
-	opts := server.NewOptions()
-	opts.Server.SecureServing.Listener = ln
-	opts.TrustLoopback = true
-	opts.RulesFile = filepath.Join(env.rulesDir, "rules.yaml")
-	opts.PrometheusURL = prom.URL()
-	opts.SeriesRelistInterval = time.Second
-	errc := make(chan error, 1)
-	go func() { errc <- server.Run(ctx, opts) }()
-
-	env.prom, env.exporter = prom, exp
-	env.adapter = "https://" + ln.Addr().String()
+	env.prom, env.exporter, env.adapter = prom, exp, adapter
 	// The adapter serves a self-signed certificate in --trust-loopback mode.
 	env.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	if err := waitReady(wctx, errc); err != nil {
+	if err := waitReady(wctx, adapter, errc); err != nil {
 		return 0, err
 	}
 	code := m.Run()
@@ -150,7 +145,29 @@ func run(m *testing.M) (int, error) {
 	return code, nil
 }
 
-func waitReady(ctx context.Context, errc <-chan error) error {
+// startAdapter runs the adapter server in --trust-loopback mode on a free 127.0.0.1 port until
+// ctx ends, serving rulesFile from the Prometheus-compatible API at promURL. It returns the
+// server's base URL and the channel its exit error arrives on. reg receives the adapter's own
+// metrics (nil: the registry its /metrics serves, which only one server per process may use).
+func startAdapter(ctx context.Context, rulesFile, promURL string, reg prometheus.Registerer) (string, <-chan error, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	opts := server.NewOptions()
+	opts.Server.SecureServing.Listener = ln
+	opts.TrustLoopback = true
+	opts.RulesFile = rulesFile
+	opts.PrometheusURL = promURL
+	opts.SeriesRelistInterval = time.Second
+	opts.Registerer = reg
+	errc := make(chan error, 1)
+	go func() { errc <- server.Run(ctx, opts) }()
+	return "https://" + ln.Addr().String(), errc, nil
+}
+
+// waitReady waits until the adapter at base answers /readyz with 200.
+func waitReady(ctx context.Context, base string, errc <-chan error) error {
 	for {
 		select {
 		case err := <-errc:
@@ -159,14 +176,17 @@ func waitReady(ctx context.Context, errc <-chan error) error {
 			return fmt.Errorf("adapter not ready: %w", ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
-		if code, _, err := get("/readyz"); err == nil && code == 200 {
+		if code, _, err := getAt(base, "/readyz"); err == nil && code == 200 {
 			return nil
 		}
 	}
 }
 
-func get(path string) (int, []byte, error) {
-	resp, err := env.client.Get(env.adapter + path)
+// get asks the package's adapter.
+func get(path string) (int, []byte, error) { return getAt(env.adapter, path) }
+
+func getAt(base, path string) (int, []byte, error) {
+	resp, err := env.client.Get(base + path)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -175,9 +195,15 @@ func get(path string) (int, []byte, error) {
 	return resp.StatusCode, body, err
 }
 
+// getJSON asks the package's adapter, requires wantCode and decodes the body into into (if not nil).
 func getJSON(t testing.TB, path string, wantCode int, into any) []byte {
 	t.Helper()
-	code, body, err := get(path)
+	return getJSONAt(t, env.adapter, path, wantCode, into)
+}
+
+func getJSONAt(t testing.TB, base, path string, wantCode int, into any) []byte {
+	t.Helper()
+	code, body, err := getAt(base, path)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -228,7 +254,7 @@ func TestDiscoveryListsServedMetrics(t *testing.T) {
 		return strings.Join(out, " ")
 	}
 	// Discovered metrics appear after the first relist (1 s here); fixed ones at once.
-	want := "namespaces/namespace_elu_max(false) nodes/node_load(false) pods/elu_utilization(true) pods/http_requests_per_second(true) pods/myapp_orders_per_second(true) services/service_requests_per_second(true)"
+	want := integrationCustomMetrics
 	deadline := time.Now().Add(10 * time.Second)
 	for _, v := range []string{"v1beta2", "v1beta1"} {
 		for {

@@ -1,0 +1,170 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	cmv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
+	emv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
+
+	"github.com/promql-adapter/promql-adapter/inspect"
+	"github.com/promql-adapter/promql-adapter/internal/promrun"
+)
+
+// TestVictoriaMetricsBackend serves the integration rules from a real VictoriaMetrics (Debian's
+// single-node victoria-metrics, scraping the same exporter) instead of Prometheus: the README
+// names it as a backend, so discovery, values, selectors and `check` must hold against it too.
+// Every value is compared with the same PromQL sent straight to VictoriaMetrics.
+func TestVictoriaMetricsBackend(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	vm, err := promrun.StartVictoriaMetrics(ctx, promrun.Options{
+		WorkDir:        filepath.Join(t.TempDir(), "victoria-metrics"),
+		ScrapeInterval: time.Second,
+		Targets:        []promrun.Target{{Job: "app", Address: env.exporter.Addr()}},
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := vm.Stop(); err != nil {
+			t.Errorf("stop victoria-metrics: %v", err)
+		}
+	})
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer wcancel()
+	if err := vm.WaitForSeries(wctx, `count_over_time(http_requests_total{namespace="shop"}[1m]) >= 3`, pods); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	base, errc, err := startAdapter(ctx, integrationRules, vm.URL(), prometheus.NewRegistry())
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("adapter stopped with: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("adapter did not stop within 10s")
+		}
+	})
+	if err := waitReady(wctx, base, errc); err != nil {
+		t.Fatal(err)
+	}
+	vmQuery := func(t *testing.T, q string) map[string]float64 {
+		t.Helper()
+		v, _, _, err := vm.API().Query(context.Background(), q, time.Now())
+		if err != nil {
+			t.Fatalf("victoria-metrics %s: %v", q, err)
+		}
+		out := map[string]float64{}
+		for _, s := range v.(model.Vector) {
+			for _, l := range []model.LabelName{"pod", "service", "queue"} {
+				if name, ok := s.Metric[l]; ok {
+					out[string(name)] = float64(s.Value)
+				}
+			}
+		}
+		return out
+	}
+
+	t.Run("discovery, with series names from the label values API", func(t *testing.T) {
+		var list struct {
+			Resources []struct {
+				Name       string `json:"name"`
+				Namespaced bool   `json:"namespaced"`
+			} `json:"resources"`
+		}
+		var got string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			getJSONAt(t, base, "/apis/custom.metrics.k8s.io/v1beta2", 200, &list)
+			var names []string
+			for _, r := range list.Resources {
+				names = append(names, fmt.Sprintf("%s(%v)", r.Name, r.Namespaced))
+			}
+			sort.Strings(names)
+			if got = strings.Join(names, " "); got == integrationCustomMetrics || time.Now().After(deadline) {
+				break
+			}
+		}
+		if got != integrationCustomMetrics {
+			t.Errorf("lists\n %s\nwant\n %s", got, integrationCustomMetrics)
+		}
+	})
+
+	tests := []struct {
+		name, path, query string
+		n                 int
+		tolerance         float64 // relative; rates drift between the two queries
+	}{
+		{"pods/* gauge", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/elu_utilization",
+			`avg by (namespace, pod) (avg_over_time(elu_utilization{namespace="shop"}[1m]))`, pods, 0},
+		{"one pod", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/web-042/elu_utilization",
+			`avg by (namespace, pod) (avg_over_time(elu_utilization{namespace="shop",pod="web-042"}[1m]))`, 1, 0},
+		{"pods/* rate", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/http_requests_per_second",
+			`sum by (namespace, pod) (rate(http_requests_total{namespace="shop"}[2m]))`, pods, 0.05},
+		{"Service object", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/services/frontend/service_requests_per_second",
+			`sum by (namespace, service) (rate(http_requests_total{namespace="shop",service="frontend"}[2m]))`, 1, 0.05},
+		{"discovered metric", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/web-001/myapp_orders_per_second",
+			`sum by (namespace, pod) (rate(myapp_orders_total{namespace="shop",pod="web-001"}[2m]))`, 1, 0.05},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var list cmv1beta2.MetricValueList
+			getJSONAt(t, base, tc.path, 200, &list)
+			want := vmQuery(t, tc.query)
+			if len(list.Items) != tc.n || len(want) != tc.n {
+				t.Fatalf("adapter returned %d items, victoria-metrics %d; want %d", len(list.Items), len(want), tc.n)
+			}
+			for _, it := range list.Items {
+				got, w := float64(it.Value.MilliValue())/1000, want[it.DescribedObject.Name]
+				if w <= 0 || math.Abs(got-w) > tc.tolerance*w+0.001 {
+					t.Errorf("%s: adapter %v, victoria-metrics %v", it.DescribedObject.Name, got, w)
+				}
+			}
+		})
+	}
+
+	t.Run("external, selector and namespace", func(t *testing.T) {
+		var list emv1beta1.ExternalMetricValueList
+		getJSONAt(t, base, "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_messages_ready?labelSelector="+url.QueryEscape("queue in (orders)"), 200, &list)
+		if len(list.Items) != 1 || list.Items[0].Value.String() != "42" || list.Items[0].MetricLabels["queue"] != "orders" {
+			t.Errorf("queue in (orders): %+v", list.Items)
+		}
+		getJSONAt(t, base, "/apis/external.metrics.k8s.io/v1beta1/namespaces/other/queue_messages_ready", 200, &list)
+		if len(list.Items) != 0 {
+			t.Errorf("namespace other sees shop's queues: %+v", list.Items)
+		}
+	})
+
+	t.Run("node metric", func(t *testing.T) {
+		var list cmv1beta2.MetricValueList
+		getJSONAt(t, base, "/apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/node_load", 200, &list)
+		if len(list.Items) != 1 || list.Items[0].Value.String() != "375m" {
+			t.Errorf("node: %+v", list.Items)
+		}
+	})
+
+	t.Run("check", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		code := inspect.RunCheck(context.Background(), []string{"--config", integrationRules, "--prometheus-url", vm.URL()}, &out, &errOut)
+		if code != inspect.ExitOK || !strings.Contains(out.String(), "7 rules, 0 broken") || !strings.Contains(out.String(), "node-a=375m") {
+			t.Errorf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+		}
+	})
+}
