@@ -43,8 +43,10 @@ e2e: cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) GOTEST_LOG=$(CACHE)/test-logs/e2e.log \
 		bash hack/gotest.sh -tags e2e -count=1 -timeout 30m $(E2E_PKGS)
 
-## bench: latency of the adapter next to the same PromQL sent straight to a real Prometheus.
+## bench: the adapter's own cost per request (Go benchmarks, no Prometheus), then its latency next to
+## the same PromQL sent straight to a real Prometheus.
 bench: deps
+	go test ./naming/ ./adapter/ -run '^$$' -bench . -benchmem -count 1
 	go test ./test/integration/ -run '^$$' -bench . -benchtime 1x -count 1
 
 ## bench-wake: wake latency, push and signal, p50/p99 over 100 wakes each (about 6 minutes).

@@ -115,7 +115,7 @@ func (o fakeObjects) Names(_ context.Context, _ naming.Resource, ns string, sel 
 	return names, len(o[ns]), nil
 }
 
-func testRules(t *testing.T) *naming.Rules {
+func testRules(t testing.TB) *naming.Rules {
 	t.Helper()
 	data, err := os.ReadFile("../testdata/rules/examples.yaml")
 	if err != nil {

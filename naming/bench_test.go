@@ -7,7 +7,7 @@ import (
 
 // BenchmarkBuild is the CPU cost of turning one pods/* request into PromQL.
 func BenchmarkBuild(b *testing.B) {
-	rules := compileFileF(b, "../testdata/rules/examples.yaml")
+	rules := compileFile(b, "../testdata/rules/examples.yaml")
 	m := rules.Metrics[0]
 	for _, n := range []int{1, 10, 100} {
 		names := make([]string, n)

@@ -3,7 +3,6 @@ package naming
 import (
 	"flag"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -136,7 +135,7 @@ func FuzzBuild(f *testing.F) {
 	} {
 		f.Add(s[0], s[1], s[2])
 	}
-	rules := compileFileF(f, "../testdata/rules/examples.yaml")
+	rules := compileFile(f, "../testdata/rules/examples.yaml")
 	f.Fuzz(func(t *testing.T, ns, name, val string) {
 		for _, m := range rules.Metrics {
 			base, err := parser.NewParser(parser.Options{}).ParseExpr(m.Query())
@@ -197,20 +196,4 @@ func checkValues(t *testing.T, expr parser.Expr, ms []*labels.Matcher) {
 		}
 		return nil
 	})
-}
-
-func compileFileF(f testing.TB, path string) *Rules {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		f.Fatal(err)
-	}
-	cfg, err := ParseConfig(data)
-	if err != nil {
-		f.Fatal(err)
-	}
-	rules, err := Compile(cfg, BuiltinResources())
-	if err != nil {
-		f.Fatal(err)
-	}
-	return rules
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func compileFile(t *testing.T, path string) *Rules {
+func compileFile(t testing.TB, path string) *Rules {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
