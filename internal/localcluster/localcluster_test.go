@@ -3,13 +3,10 @@
 package localcluster
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -101,7 +98,7 @@ func TestLocalCluster(t *testing.T) {
 	// RSS of the control plane with the Deployment up.
 	var total int64
 	for name, pid := range c.PIDs() {
-		kb, err := vmRSSKiB(pid)
+		kb, err := MemoryKiB(pid, "VmRSS")
 		if err != nil {
 			t.Errorf("rss of %s: %v", name, err)
 			continue
@@ -175,20 +172,4 @@ func waitFor(ctx context.Context, t *testing.T, timeout time.Duration, what stri
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("timed out waiting for %s (last error: %v)", what, lastErr)
-}
-
-// vmRSSKiB returns VmRSS of pid from /proc/<pid>/status in KiB.
-func vmRSSKiB(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }

@@ -78,6 +78,7 @@ func run(m *testing.M) int {
 		}
 	}
 	code := m.Run()
+	logPeakRSS()
 	addrs := st.Addrs()
 	if err := st.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e stop:", err)
@@ -93,6 +94,27 @@ func run(m *testing.M) int {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: stopped; none of %d addresses listens\n", len(addrs))
 	return code
+}
+
+// logPeakRSS prints the peak resident memory (VmHWM) of every process of the control plane and
+// of the adapter over the whole suite. The adapter was restarted by TestE2EAdapterRestart, so its
+// figure covers the suite's later tests only.
+func logPeakRSS() {
+	pids := st.Cluster.PIDs()
+	pids["promql-adapter"] = st.AdapterPID()
+	var total int64
+	for name, pid := range pids {
+		kb, err := localcluster.MemoryKiB(pid, "VmHWM")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: peak rss of %s: %v\n", name, err)
+			continue
+		}
+		if name != "promql-adapter" {
+			total += kb
+		}
+		fmt.Fprintf(os.Stderr, "e2e: peak rss %-24s %6.1f MiB\n", name, float64(kb)/1024)
+	}
+	fmt.Fprintf(os.Stderr, "e2e: peak rss control plane total %.1f MiB\n", float64(total)/1024)
 }
 
 // get GETs a path (with its query) through kube-apiserver, as `kubectl get --raw` does.
