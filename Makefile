@@ -54,7 +54,7 @@ bench-wake: deps cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/e2e/ -run '^$$' -bench WakeLatency -benchtime 1x -count 1 -timeout 30m
 
 demo: deps cluster-bins
-	go run ./hack/demo --cache $(CACHE)
+	go run ./hack/demo --cache $(CACHE) --bin-dir $(CLUSTER_BIN)
 
 clean:
 	rm -rf bin

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,18 +34,22 @@ const (
 func main() {
 	cache := flag.String("cache", ".cache", "the Makefile's cache directory")
 	k8s := flag.String("k8s-version", "v1.37.2", "control plane version built by make cluster-bins")
-	noWait := flag.Bool("no-wait", false, "stop after the story instead of waiting for Ctrl-C")
+	binDir := flag.String("bin-dir", "", "the control plane binaries (default <cache>/cluster/k8s-<k8s-version>/bin)")
+	noWait := flag.Bool("no-wait", false, "stop after the story instead of waiting for Ctrl-C (exit code 1 if it did not happen as told)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *cache, *k8s, *noWait); err != nil {
+	if *binDir == "" {
+		*binDir = filepath.Join(*cache, "cluster", "k8s-"+*k8s, "bin")
+	}
+	if err := run(ctx, *cache, *binDir, *noWait); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, cache, k8s string, noWait bool) error {
+func run(ctx context.Context, cache, binDir string, noWait bool) error {
 	root, err := os.Getwd()
 	if err != nil {
 		return err
@@ -59,7 +64,7 @@ func run(ctx context.Context, cache, k8s string, noWait bool) error {
 	start := time.Now()
 	st, err := stack.Start(ctx, stack.Options{
 		RepoRoot:  root,
-		BinDir:    filepath.Join(cache, "cluster", "k8s-"+k8s, "bin"),
+		BinDir:    binDir,
 		WorkDir:   work,
 		RulesFile: filepath.Join(root, "testdata/rules/e2e.yaml"),
 		Targets:   []loadsim.Target{web},
@@ -111,26 +116,37 @@ func run(ctx context.Context, cache, k8s string, noWait bool) error {
 	say("%8s  %8s  %9s  %15s  %s", "time", "load", "avg ELU", "HPA desired/ready", "")
 
 	story := []struct {
-		load float64
-		hold time.Duration
-		note string
+		load  float64
+		hold  time.Duration
+		note  string
+		holds func(seen) string // what this phase must have shown; "" when it did
 	}{
-		{30, 16 * time.Second, "quiet: one pod, ELU 0.3, below the 0.5 target"},
-		{320, 50 * time.Second, "traffic rises to 320 req/s: ELU saturates, the HPA adds pods until ELU ≈ 0.46 (7 pods)"},
-		{60, 30 * time.Second, "traffic falls to 60 req/s: after the 5 s scale-down window the HPA removes pods (2 left)"},
-		{20, 20 * time.Second, "night: 20 req/s, one pod is enough"},
-		{0, 26 * time.Second, "no traffic: after 15s idle promql-wake scales web to zero (the HPA cannot go below 1)"},
-		{120, 20 * time.Second, "traffic returns at 120 req/s: promql-wake wakes web to 1 within a second, then the HPA scales it to 3"},
+		{30, 16 * time.Second, "quiet: one pod, ELU 0.3, below the 0.5 target", nil},
+		{320, 50 * time.Second, "traffic rises to 320 req/s: ELU saturates, the HPA adds pods until ELU ≈ 0.46 (7 pods)",
+			func(s seen) string { return s.want(s.maxReady >= 5, "the HPA scaled web up to at least 5 pods") }},
+		{60, 30 * time.Second, "traffic falls to 60 req/s: after the 5 s scale-down window the HPA removes pods (2 left)",
+			func(s seen) string { return s.want(s.lastReady <= 3, "the HPA scaled web down to at most 3 pods") }},
+		{20, 20 * time.Second, "night: 20 req/s, one pod is enough", nil},
+		{0, 26 * time.Second, "no traffic: after 15s idle promql-wake scales web to zero (the HPA cannot go below 1)",
+			func(s seen) string {
+				return s.want(s.asleep && s.lastReady == 0, "promql-wake put web to sleep at zero pods")
+			}},
+		{120, 20 * time.Second, "traffic returns at 120 req/s: promql-wake wakes web to 1 within a second, then the HPA scales it to 3",
+			func(s seen) string {
+				return s.want(!s.asleep && s.lastReady >= 2, "promql-wake woke web and the HPA scaled it past one pod")
+			}},
 	}
 	begin := time.Now()
+	var failed []string
 	for _, phase := range story {
 		if err := st.Sim.SetLoad(ns, "web", phase.load); err != nil {
 			return err
 		}
 		say("--- %s", phase.note)
+		var s seen
 		end := time.Now().Add(phase.hold)
 		for time.Now().Before(end) {
-			if err := line(ctx, st, begin); err != nil {
+			if err := line(ctx, st, begin, &s); err != nil {
 				return err
 			}
 			select {
@@ -139,7 +155,18 @@ func run(ctx context.Context, cache, k8s string, noWait bool) error {
 			case <-time.After(sync):
 			}
 		}
+		if phase.holds != nil {
+			if miss := phase.holds(s); miss != "" {
+				say("!!! %s", miss)
+				failed = append(failed, miss)
+			}
+		}
 	}
+	if len(failed) > 0 {
+		return fmt.Errorf("the story did not happen as told: %s", strings.Join(failed, "; "))
+	}
+	say("")
+	say("the story held: up, down, to zero and back")
 	if noWait {
 		return nil
 	}
@@ -160,13 +187,27 @@ func run(ctx context.Context, cache, k8s string, noWait bool) error {
 	return nil
 }
 
+// seen is what the lines of one phase of the story showed.
+type seen struct {
+	maxReady, lastReady int32
+	asleep              bool // at the last line: promql-wake keeps web asleep
+}
+
+// want returns "" when ok, and says what the phase should have shown (and what it did) when not.
+func (s seen) want(ok bool, what string) string {
+	if ok {
+		return ""
+	}
+	return fmt.Sprintf("expected: %s; seen: at most %d ready, %d at the end, asleep %v", what, s.maxReady, s.lastReady, s.asleep)
+}
+
 // line prints one HPA sync: time, load, average ELU, the HPA's desired replicas and the ready pods.
-func line(ctx context.Context, st *stack.Stack, begin time.Time) error {
+func line(ctx context.Context, st *stack.Stack, begin time.Time, s *seen) error {
 	h, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
-	s, err := st.Sim.Status(ns, "web")
+	sim, err := st.Sim.Status(ns, "web")
 	if err != nil {
 		return err
 	}
@@ -182,10 +223,13 @@ func line(ctx context.Context, st *stack.Stack, begin time.Time) error {
 	for range d.Status.ReadyReplicas {
 		bar += "█"
 	}
-	if h.Annotations[wake.AnnotationSleepingReplicas] != "" {
+	s.asleep = h.Annotations[wake.AnnotationSleepingReplicas] != ""
+	if s.asleep {
 		bar = "(asleep)"
 	}
-	say("%7.0fs  %4.0f r/s  %9s  %7d/%-7d  %s", time.Since(begin).Seconds(), s.Load, elu, h.Status.DesiredReplicas, d.Status.ReadyReplicas, bar)
+	s.lastReady = d.Status.ReadyReplicas
+	s.maxReady = max(s.maxReady, s.lastReady)
+	say("%7.0fs  %4.0f r/s  %9s  %7d/%-7d  %s", time.Since(begin).Seconds(), sim.Load, elu, h.Status.DesiredReplicas, d.Status.ReadyReplicas, bar)
 	return nil
 }
 

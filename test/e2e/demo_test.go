@@ -1,0 +1,53 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/promql-adapter/promql-adapter/internal/localcluster"
+)
+
+// TestDemoStory runs the program behind `make demo` to the end of its story (--no-wait), on a
+// control plane of its own: it exits non-zero unless the HPA scaled web up and down, promql-wake
+// put it to sleep and woke it, and the HPA scaled it on from there.
+func TestDemoStory(t *testing.T) {
+	binDir, err := localcluster.BinDirFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo := filepath.Join(t.TempDir(), "demo")
+	build := exec.Command("go", "build", "-o", demo, "./hack/demo")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the demo: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, demo, "--no-wait", "--cache", t.TempDir(), "--bin-dir", binDir)
+	cmd.Dir = root
+	// On timeout, stop it as Ctrl-C does, so it stops the processes it started.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo: %v after %s\n%s", err, time.Since(start).Round(time.Second), out)
+	}
+	for _, want := range []string{"(asleep)", "the story held: up, down, to zero and back", "stopping everything"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("make demo's story held, in %s:\n%s", time.Since(start).Round(time.Second), out)
+}
