@@ -19,7 +19,9 @@ import (
 // adapter's own work: selecting objects, building PromQL, converting and filtering samples.
 type vectorQuerier model.Vector
 
-func (v vectorQuerier) Query(context.Context, string) (model.Vector, error) { return model.Vector(v), nil }
+func (v vectorQuerier) Query(context.Context, string) (model.Vector, error) {
+	return model.Vector(v), nil
+}
 func (vectorQuerier) SeriesNames(context.Context, string, time.Time) ([]string, error) {
 	return nil, nil
 }
