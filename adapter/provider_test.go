@@ -454,6 +454,43 @@ func TestIdenticalQueriesCollapse(t *testing.T) {
 	}
 }
 
+// TestRequestInFlightFinishesAcrossRuleChange replaces the rules with a set that no longer serves
+// the metric while a request for it waits on Prometheus: that request still answers with the rule
+// it started with, and the next one gets the new rules' 404.
+func TestRequestInFlightFinishesAcrossRuleChange(t *testing.T) {
+	release := make(chan struct{})
+	f := newFakeProm(t, func(string) ([]sample, error) {
+		<-release
+		return []sample{{map[string]string{"namespace": "shop", "pod": "web-1"}, 0.25}}, nil
+	})
+	p, _ := newTestProvider(t, f, nil, 5*time.Second)
+	type result struct {
+		value string
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := p.GetMetricByName(context.Background(), types.NamespacedName{Namespace: "shop", Name: "web-1"}, podsInfo, labels.Everything())
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		done <- result{value: v.Value.String()}
+	}()
+	for f.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	p.SetRules(&naming.Rules{}) // elu_utilization is no longer served
+	close(release)
+	if r := <-done; r.err != nil || r.value != "250m" {
+		t.Fatalf("request in flight across the change: %q, %v; want 250m", r.value, r.err)
+	}
+	_, err := p.GetMetricByName(context.Background(), types.NamespacedName{Namespace: "shop", Name: "web-1"}, podsInfo, labels.Everything())
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("request after the change: %v, want 404", err)
+	}
+}
+
 func TestDiscoveryKeepsMetricsAcrossGaps(t *testing.T) {
 	f := newFakeProm(t, func(string) ([]sample, error) { return nil, nil })
 	f.names = []string{"myapp_orders_total", "myapp_refunds_total", "other_total"}

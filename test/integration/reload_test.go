@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,6 +110,9 @@ func TestHotReload(t *testing.T) {
 		waitFor("original rules back", func() bool { return served("elu_utilization") && !served("elu_max") })
 	})
 
+	// Requests for a metric that every version serves keep arriving through both swaps; none may fail.
+	stopAsking := keepAsking("/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/elu_utilization", 4)
+
 	added := string(orig) + "\n- name: elu_max\n  resource: pods\n  query: max by (namespace, pod) (elu_utilization)\n"
 	start := time.Now()
 	swapIn(t, []byte(added))
@@ -131,6 +135,48 @@ func TestHotReload(t *testing.T) {
 	}
 	if code, _, _ := get("/readyz"); code != 200 {
 		t.Errorf("/readyz %d: a rejected file must not make the adapter unready", code)
+	}
+	sent, failures := stopAsking()
+	if len(failures) > 0 || sent < 10 {
+		t.Errorf("%d requests during the swaps, %d failed: %v", sent, len(failures), failures)
+	}
+	t.Logf("%d requests during a valid and an invalid swap, none failed", sent)
+}
+
+// keepAsking GETs path from workers goroutines, one request after another each, until stop is
+// called; stop returns how many requests were sent and what the first few failures were.
+func keepAsking(path string, workers int) (stop func() (sent int, failures []string)) {
+	var (
+		mu   sync.Mutex
+		n    int
+		fail []string
+		quit = make(chan struct{})
+		wg   sync.WaitGroup
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				code, body, err := get(path)
+				mu.Lock()
+				n++
+				if (err != nil || code != 200) && len(fail) < 5 {
+					fail = append(fail, fmt.Sprintf("%d %v %.200s", code, err, body))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	return func() (int, []string) {
+		close(quit)
+		wg.Wait()
+		return n, fail
 	}
 }
 
