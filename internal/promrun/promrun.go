@@ -388,6 +388,25 @@ func (s *Server) stop() error {
 	return errors.Join(errs...)
 }
 
+// Pause stops the server's processes (SIGSTOP): its port still accepts connections, but nothing
+// answers, as with a hung server. Resume continues them.
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) error {
+	select {
+	case <-s.done:
+		return fmt.Errorf("send %v: the server has exited", sig)
+	default:
+	}
+	if err := syscall.Kill(-s.cmd.Process.Pid, sig); err != nil {
+		return fmt.Errorf("send %v to the server: %w", sig, err)
+	}
+	return nil
+}
+
 // Reload asks Prometheus to re-read its configuration (POST /-/reload).
 func (s *Server) Reload(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/-/reload", nil)

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	cmv1beta1 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta1"
 	cmv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
@@ -121,7 +120,7 @@ func run(m *testing.M) (int, error) {
 	if err := swapRules(env.rulesDir, orig); err != nil {
 		return 0, err
 	}
-	adapter, errc, err := startAdapter(ctx, filepath.Join(env.rulesDir, "rules.yaml"), prom.URL(), nil)
+	adapter, errc, err := startAdapter(ctx, adapterOptions(filepath.Join(env.rulesDir, "rules.yaml"), prom.URL()))
 	if err != nil {
 		return 0, err
 	}
@@ -145,22 +144,27 @@ func run(m *testing.M) (int, error) {
 	return code, nil
 }
 
-// startAdapter runs the adapter server in --trust-loopback mode on a free 127.0.0.1 port until
-// ctx ends, serving rulesFile from the Prometheus-compatible API at promURL. It returns the
-// server's base URL and the channel its exit error arrives on. reg receives the adapter's own
-// metrics (nil: the registry its /metrics serves, which only one server per process may use).
-func startAdapter(ctx context.Context, rulesFile, promURL string, reg prometheus.Registerer) (string, <-chan error, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
+// adapterOptions are the adapter's options for these tests: --trust-loopback on a free
+// 127.0.0.1 port (set by startAdapter), rulesFile, the Prometheus-compatible API at promURL, and
+// discovery every second.
+func adapterOptions(rulesFile, promURL string) *server.Options {
 	opts := server.NewOptions()
-	opts.Server.SecureServing.Listener = ln
 	opts.TrustLoopback = true
 	opts.RulesFile = rulesFile
 	opts.PrometheusURL = promURL
 	opts.SeriesRelistInterval = time.Second
-	opts.Registerer = reg
+	return opts
+}
+
+// startAdapter runs the adapter server until ctx ends and returns its base URL and the channel its
+// exit error arrives on. Only one server per process may keep opts.Registerer nil (the registry
+// its /metrics serves).
+func startAdapter(ctx context.Context, opts *server.Options) (string, <-chan error, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	opts.Server.SecureServing.Listener = ln
 	errc := make(chan error, 1)
 	go func() { errc <- server.Run(ctx, opts) }()
 	return "https://" + ln.Addr().String(), errc, nil

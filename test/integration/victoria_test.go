@@ -36,9 +36,10 @@ func TestVictoriaMetricsBackend(t *testing.T) {
 		cancel()
 		t.Fatal(err)
 	}
+	stopped := false
 	t.Cleanup(func() {
-		if err := vm.Stop(); err != nil {
-			t.Errorf("stop victoria-metrics: %v", err)
+		if !stopped {
+			_ = vm.Stop()
 		}
 	})
 	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
@@ -47,7 +48,11 @@ func TestVictoriaMetricsBackend(t *testing.T) {
 		cancel()
 		t.Fatal(err)
 	}
-	base, errc, err := startAdapter(ctx, integrationRules, vm.URL(), prometheus.NewRegistry())
+	const timeout = 2 * time.Second
+	opts := adapterOptions(integrationRules, vm.URL())
+	opts.Registerer = prometheus.NewRegistry() // the package's adapter has the one /metrics serves
+	opts.PrometheusTimeout = timeout
+	base, errc, err := startAdapter(ctx, opts)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -166,5 +171,66 @@ func TestVictoriaMetricsBackend(t *testing.T) {
 		if code != inspect.ExitOK || !strings.Contains(out.String(), "7 rules, 0 broken") || !strings.Contains(out.String(), "node-a=375m") {
 			t.Errorf("exit %d\n%s\n%s", code, out.String(), errOut.String())
 		}
+	})
+
+	// The backend hangs: its port accepts connections but nothing answers. Requests end within
+	// --prometheus-timeout with a 503 that says so; the queue rule serves its fallback; once the
+	// backend answers again, so does the adapter.
+	t.Run("backend hangs", func(t *testing.T) {
+		if err := vm.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		defer func() {
+			if !resumed {
+				_ = vm.Resume()
+			}
+		}()
+		start := time.Now()
+		code, body, err := getAt(base, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/elu_utilization")
+		took := time.Since(start)
+		if err != nil || code != 503 || !strings.Contains(string(body), "no answer within "+timeout.String()) {
+			t.Errorf("pods/* with the backend hung: %d %v %s", code, err, body)
+		}
+		// Not a speed check: before the timeout nothing can answer, and well past it is a hang.
+		if took < timeout || took > 3*timeout {
+			t.Errorf("answered after %s; want about --prometheus-timeout %s", took, timeout)
+		}
+		var list emv1beta1.ExternalMetricValueList
+		getJSONAt(t, base, "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_messages_ready", 200, &list)
+		if len(list.Items) != 1 || list.Items[0].Value.String() != "0" {
+			t.Errorf("external fallback: %+v", list.Items)
+		}
+		if err := vm.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		resumed = true
+		start = time.Now()
+		var back cmv1beta2.MetricValueList
+		getJSONAt(t, base, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/elu_utilization", 200, &back)
+		if len(back.Items) != pods {
+			t.Errorf("after resume: %d items", len(back.Items))
+		}
+		t.Logf("backend hung: 503 after %s (timeout %s); resumed: %d values in %s", took.Round(time.Millisecond), timeout, len(back.Items), time.Since(start).Round(time.Millisecond))
+	})
+
+	// Last: the backend goes away. Answers come at once and say so (the connection is refused);
+	// the queue rule serves its fallback.
+	if err := vm.Stop(); err != nil {
+		t.Errorf("stop victoria-metrics: %v", err)
+	}
+	stopped = true
+	t.Run("backend down", func(t *testing.T) {
+		start := time.Now()
+		code, body, err := getAt(base, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/elu_utilization")
+		if err != nil || code != 503 || !strings.Contains(string(body), "prometheus query failed") {
+			t.Errorf("pods/* with the backend down: %d %v %s", code, err, body)
+		}
+		var list emv1beta1.ExternalMetricValueList
+		getJSONAt(t, base, "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_messages_ready", 200, &list)
+		if len(list.Items) != 1 || list.Items[0].Value.String() != "0" {
+			t.Errorf("external fallback: %+v", list.Items)
+		}
+		t.Logf("backend down: 503 and fallback in %s", time.Since(start).Round(time.Millisecond))
 	})
 }
