@@ -158,6 +158,20 @@ func FuzzBuild(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The escaped alternation selects exactly the requested names.
+			for _, lm := range ms {
+				if lm.Name != m.NameLabel {
+					continue
+				}
+				for _, probe := range []struct {
+					value string
+					want  bool
+				}{{name, true}, {name + "-2", true}, {name + "-3", false}, {"x" + name, false}, {name + "\n", false}, {strings.ReplaceAll(name, ".", "x"), !strings.Contains(name, ".")}} {
+					if got := lm.Matches(probe.value); got != probe.want {
+						t.Fatalf("%s matches %q: %v, want %v", lm, probe.value, got, probe.want)
+					}
+				}
+			}
 			// The selector value is set after validation, as a hostile client could send it.
 			for _, lm := range ms {
 				if lm.Name == "code" {
