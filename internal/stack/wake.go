@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -22,6 +23,9 @@ type Wake struct {
 	Token  string // the bearer token pushes must carry
 	cancel context.CancelFunc
 	done   chan error
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // StartWake runs one promql-wake replica with the ServiceAccount and RBAC of deploy/wake-rbac.yaml,
@@ -67,13 +71,15 @@ func (s *Stack) StartWake(ctx context.Context, id string, opts wake.ControllerOp
 	}
 }
 
-// Stop stops the replica (releasing its Lease) and waits for it.
+// Stop stops the replica (releasing its Lease) and waits for it; later calls return the first result.
 func (w *Wake) Stop() error {
-	w.cancel()
-	select {
-	case err := <-w.done:
-		return err
-	case <-time.After(15 * time.Second):
-		return fmt.Errorf("promql-wake did not stop within 15s")
-	}
+	w.stopOnce.Do(func() {
+		w.cancel()
+		select {
+		case w.stopErr = <-w.done:
+		case <-time.After(15 * time.Second):
+			w.stopErr = fmt.Errorf("promql-wake did not stop within 15s")
+		}
+	})
+	return w.stopErr
 }

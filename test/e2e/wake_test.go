@@ -68,7 +68,7 @@ func waitSpecReplicas(t *testing.T, name string, want int32, timeout time.Durati
 
 // TestE2EScaleToZeroAndWake: idle → 0 (the HPA shows ScalingDisabled), queue grows → 1 → the HPA
 // scales further; an Alertmanager-shaped POST wakes a sleeping target; a keep-awake window keeps
-// another one up; a standby replica answers 503 naming the leader.
+// another one up; a standby replica answers 503 naming the leader, and takes over when it goes.
 func TestE2EScaleToZeroAndWake(t *testing.T) {
 	ctx := context.Background()
 	for _, tg := range []loadsim.Target{sleepy, pushy, office} {
@@ -172,6 +172,29 @@ func TestE2EScaleToZeroAndWake(t *testing.T) {
 	}
 	if got := replicas(t, "office"); got < 1 {
 		t.Errorf("office went to sleep inside its keep-awake window: %d replicas", got)
+	}
+
+	// The leader goes away (releasing its Lease, as on a rolling update): the standby takes over and
+	// acts. pushy, woken above with an empty queue, goes back to sleep; a push through the new
+	// leader wakes it.
+	if err := leader.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	eventually(t, 30*time.Second, "wake-b leads", func() (bool, string) {
+		l, err := st.Kube.CoordinationV1().Leases("custom-metrics").Get(ctx, "promql-wake", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return ptr.Deref(l.Spec.HolderIdentity, "") == "wake-b", ptr.Deref(l.Spec.HolderIdentity, "")
+	})
+	t.Logf("leader stopped → standby leads after %s", time.Since(stopped).Round(100*time.Millisecond))
+	waitSpecReplicas(t, "pushy", 0, 40*time.Second)
+	if code, _, resp := post(t, standby, "/alertmanager", body); code != http.StatusOK {
+		t.Fatalf("push through the new leader: %d %s", code, resp)
+	}
+	if got := replicas(t, "pushy"); got != 1 {
+		t.Errorf("pushy has %d replicas after a push through the new leader, want 1", got)
 	}
 }
 
