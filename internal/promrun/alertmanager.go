@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 )
 
@@ -24,16 +23,9 @@ type AlertmanagerOptions struct {
 // StartAlertmanager starts Debian's Alertmanager on 127.0.0.1 with clustering off and waits until /-/ready answers.
 // The returned Server's URL, Stop and LogPath work as for Prometheus; its query API does not apply.
 func StartAlertmanager(ctx context.Context, o AlertmanagerOptions) (*Server, error) {
-	bin := o.Binary
-	if bin == "" {
-		bin = os.Getenv(EnvAlertmanagerBinary)
-	}
-	if bin == "" {
-		bin = "prometheus-alertmanager"
-	}
-	bin, err := exec.LookPath(bin)
+	bin, err := lookBinary(o.Binary, EnvAlertmanagerBinary, "prometheus-alertmanager")
 	if err != nil {
-		return nil, fmt.Errorf("alertmanager binary: %w (run `make deps`, which installs Debian's prometheus-alertmanager)", err)
+		return nil, err
 	}
 	s, cleanup, err := newServer(o.WorkDir, "alertmanager-", "alertmanager.log")
 	if err != nil {

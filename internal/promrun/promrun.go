@@ -112,6 +112,22 @@ func FindBinary(binary string) (string, error) {
 	return defaultBinaryPath, nil
 }
 
+// lookBinary resolves a server binary: explicit, else $env, else the Debian package's command.
+func lookBinary(explicit, env, debianCommand string) (string, error) {
+	bin := explicit
+	if bin == "" {
+		bin = os.Getenv(env)
+	}
+	if bin == "" {
+		bin = debianCommand
+	}
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return "", fmt.Errorf("%s binary: %w (run `make deps`, which installs Debian's %s)", debianCommand, err, debianCommand)
+	}
+	return p, nil
+}
+
 // Version returns the version reported by `binary --version` (e.g. "2.42.0+ds"); empty binary is resolved as in Start.
 func Version(binary string) (string, error) {
 	bin, err := FindBinary(binary)

@@ -3,8 +3,6 @@ package promrun
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 )
@@ -23,16 +21,9 @@ func StartVictoriaMetrics(ctx context.Context, opts Options) (*Server, error) {
 	if len(opts.RuleFiles) > 0 || opts.AlertmanagerURL != "" {
 		return nil, fmt.Errorf("victoria-metrics: rule files and alerting are not supported")
 	}
-	bin := opts.Binary
-	if bin == "" {
-		bin = os.Getenv(EnvVictoriaMetricsBinary)
-	}
-	if bin == "" {
-		bin = "victoria-metrics"
-	}
-	bin, err := exec.LookPath(bin)
+	bin, err := lookBinary(opts.Binary, EnvVictoriaMetricsBinary, "victoria-metrics")
 	if err != nil {
-		return nil, fmt.Errorf("victoria-metrics binary: %w (run `make deps`, which installs Debian's victoria-metrics)", err)
+		return nil, err
 	}
 	s, cleanup, err := newServer(opts.WorkDir, "victoria-metrics-", "victoria-metrics.log")
 	if err != nil {
