@@ -262,3 +262,29 @@ func sign(tmpl, parent *x509.Certificate, key *ecdsa.PrivateKey, parentKey crypt
 		keyPEM:  keyPEM,
 	}, nil
 }
+
+// LoopbackTLS is a serving certificate for 127.0.0.1 and localhost and the CA that signed it.
+type LoopbackTLS struct {
+	CAFile, CertFile, KeyFile string // PEM files
+}
+
+// NewLoopbackTLS writes a fresh CA and a serving certificate for 127.0.0.1 and localhost into dir,
+// for test servers other than the control plane (a Prometheus behind TLS, say).
+func NewLoopbackTLS(dir, name string) (LoopbackTLS, error) {
+	p := &pki{dir: dir, leaves: map[string]keyPair{}}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return LoopbackTLS{}, fmt.Errorf("create tls dir: %w", err)
+	}
+	ca, err := newCA(name + "-ca")
+	if err != nil {
+		return LoopbackTLS{}, err
+	}
+	if err := p.write(name+"-ca", ca); err != nil {
+		return LoopbackTLS{}, err
+	}
+	spec := certSpec{name: name, cn: name, server: true, dns: []string{"localhost"}, ips: []net.IP{net.ParseIP("127.0.0.1")}}
+	if err := p.leaf(spec, ca); err != nil {
+		return LoopbackTLS{}, err
+	}
+	return LoopbackTLS{CAFile: p.certPath(name + "-ca"), CertFile: p.certPath(name), KeyFile: p.keyPath(name)}, nil
+}

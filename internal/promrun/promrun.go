@@ -26,7 +26,10 @@ import (
 
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v2"
+	"golang.org/x/crypto/bcrypt"
 )
 
 const (
@@ -58,6 +61,15 @@ type Options struct {
 	ExtraArgs []string
 	// AlertmanagerURL, when set (e.g. http://127.0.0.1:9093), is configured as the alerting target.
 	AlertmanagerURL string
+	// Web, when set, secures Prometheus's HTTP endpoint (--web.config.file); Prometheus only.
+	Web *Web
+}
+
+// Web is Prometheus's own TLS and basic authentication: every request, the harness's included,
+// must verify the certificate against CAFile and send the user's password.
+type Web struct {
+	CertFile, KeyFile, CAFile string // serving certificate and key, and the CA that signed it
+	User, Password            string // the one basic-auth user; Prometheus keeps a bcrypt hash
 }
 
 // Target is one static scrape target.
@@ -75,6 +87,7 @@ type Target struct {
 // Server is a running Prometheus child process.
 type Server struct {
 	url        string
+	scheme     string // http, or https with Options.Web
 	workDir    string
 	tempDir    bool
 	configPath string
@@ -185,6 +198,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("prometheus config: %w", err)
 	}
 
+	extra := opts.ExtraArgs
+	if opts.Web != nil {
+		webConfig, err := s.secure(*opts.Web)
+		if err != nil {
+			_ = s.logFile.Close()
+			cleanup()
+			return nil, err
+		}
+		extra = append([]string{"--web.config.file=" + webConfig}, extra...)
+	}
 	args := func(addr string) []string {
 		return append([]string{
 			"--config.file=" + s.configPath,
@@ -192,12 +215,42 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			"--web.listen-address=" + addr,
 			"--web.enable-lifecycle",
 			"--web.enable-admin-api",
-		}, opts.ExtraArgs...)
+		}, extra...)
 	}
 	if err := s.start(ctx, bin, args, cleanup); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// secure writes web.yml for w and switches the harness's own client to HTTPS with basic auth.
+func (s *Server) secure(w Web) (string, error) {
+	hash, err := bcrypt.GenerateFromPassword([]byte(w.Password), bcrypt.MinCost)
+	if err != nil {
+		return "", fmt.Errorf("hash the basic-auth password: %w", err)
+	}
+	web := map[string]any{
+		"tls_server_config": map[string]string{"cert_file": w.CertFile, "key_file": w.KeyFile},
+		"basic_auth_users":  map[string]string{w.User: string(hash)},
+	}
+	data, err := yaml.Marshal(web)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(s.workDir, "web.yml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	rt, err := config.NewRoundTripperFromConfig(config.HTTPClientConfig{
+		TLSConfig: config.TLSConfig{CAFile: w.CAFile},
+		BasicAuth: &config.BasicAuth{Username: w.User, Password: config.Secret(w.Password)},
+	}, "promrun")
+	if err != nil {
+		return "", fmt.Errorf("client for the secured prometheus: %w", err)
+	}
+	s.scheme = "https"
+	s.client = &http.Client{Timeout: s.client.Timeout, Transport: rt}
+	return path, nil
 }
 
 // newServer prepares a Server's work dir (a temporary one, removed by Stop, when workDir is
@@ -269,7 +322,11 @@ func (s *Server) launch(ctx context.Context, bin string, args func(addr string) 
 		close(done)
 	}(s.done)
 
-	s.url = "http://" + addr
+	scheme := s.scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	s.url = scheme + "://" + addr
 	c, err := api.NewClient(api.Config{Address: s.url, Client: s.client})
 	if err != nil {
 		return fmt.Errorf("prometheus API client for %s: %w", s.url, err)
