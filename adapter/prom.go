@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -166,11 +167,35 @@ func (c *PromClient) Series(ctx context.Context, selector string, since time.Tim
 // wrap makes Prometheus errors say what went wrong and whether it was a timeout.
 func (c *PromClient) wrap(err error) error {
 	var perr *promv1.Error
-	if errors.As(err, &perr) && perr.Type == promv1.ErrBadData {
-		return &QueryError{Err: err, Bad: true}
+	if errors.As(err, &perr) {
+		if perr.Type == promv1.ErrBadData {
+			return &QueryError{Err: err, Bad: true}
+		}
+		// The response body, which the client's message leaves out, often says why
+		// (a proxy's page, Mimir's "no org id").
+		var more string
+		if d := strings.Join(strings.Fields(perr.Detail), " "); d != "" {
+			if len(d) > 200 {
+				d = d[:200] + "..."
+			}
+			more = ": " + d
+		}
+		switch {
+		case strings.HasSuffix(perr.Msg, ": 401"):
+			more += " (Prometheus refused the credentials: see authorization, basic_auth in --prometheus-client-config, or --prometheus-token-file)"
+		case strings.HasSuffix(perr.Msg, ": 403"):
+			more += " (forbidden: the credentials or the tenant header lack access)"
+		}
+		if more != "" {
+			return &QueryError{Err: fmt.Errorf("%w%s", err, more)}
+		}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &QueryError{Err: fmt.Errorf("no answer within %s: %w", c.timeout, err)}
+	}
+	var unverified *tls.CertificateVerificationError
+	if errors.As(err, &unverified) {
+		return &QueryError{Err: fmt.Errorf("%w (give the CA that signed Prometheus's certificate: --prometheus-ca-file, or tls_config.ca_file in --prometheus-client-config)", err)}
 	}
 	return &QueryError{Err: err}
 }

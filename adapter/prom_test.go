@@ -3,10 +3,12 @@ package adapter
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/common/config"
@@ -62,8 +64,8 @@ http_headers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Query(context.Background(), "up"); err == nil {
-		t.Error("query to an unverified TLS server succeeded")
+	if _, err := c.Query(context.Background(), "up"); err == nil || !strings.Contains(err.Error(), "--prometheus-ca-file") {
+		t.Errorf("query to an unverified TLS server: %v; want a refusal that names the CA flags", err)
 	}
 }
 
@@ -78,5 +80,47 @@ func TestLoadHTTPClientConfigErrors(t *testing.T) {
 	}
 	if _, err := LoadHTTPClientConfig(filepath.Join(dir, "missing.yaml")); err == nil {
 		t.Error("missing file accepted")
+	}
+}
+
+// TestHTTPErrorsSayWhy checks that a refused request's error carries the status, the response
+// body (which the Prometheus client leaves out) and, for 401 and 403, where to look.
+func TestHTTPErrorsSayWhy(t *testing.T) {
+	tests := []struct {
+		code int
+		body string
+		want []string
+	}{
+		{401, "no org id\n", []string{"401", "no org id", "--prometheus-client-config"}},
+		{403, "tenant not allowed", []string{"403", "tenant not allowed", "forbidden"}},
+		{502, "<html><body>bad\ngateway</body></html>", []string{"502", "<html><body>bad gateway</body></html>"}},
+		{404, strings.Repeat("x", 300), []string{"404", strings.Repeat("x", 200) + "..."}},
+	}
+	for _, tc := range tests {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(tc.code)
+			_, _ = w.Write([]byte(tc.body))
+		}))
+		c, err := NewPromClient(PrometheusConfig{URL: srv.URL, HTTP: config.DefaultHTTPClientConfig}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Query(context.Background(), "up")
+		srv.Close()
+		if err == nil {
+			t.Fatalf("%d: no error", tc.code)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%d: error %q lacks %q", tc.code, err, w)
+			}
+		}
+		var qe *QueryError
+		if !errors.As(err, &qe) || qe.Bad {
+			t.Errorf("%d: %v is not a retryable QueryError", tc.code, err)
+		}
+		if statusOf(err) != "client_error" && statusOf(err) != "server_error" {
+			t.Errorf("%d: telemetry reason %q", tc.code, statusOf(err))
+		}
 	}
 }
