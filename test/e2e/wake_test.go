@@ -28,6 +28,8 @@ import (
 // Targets of the scale-to-zero tests: queues that nothing drains (capacity ~0).
 var (
 	sleepy, pushy, office = queueTarget("sleepy"), queueTarget("pushy"), queueTarget("office")
+	// An HPA with minReplicas 0, which scales itself to zero.
+	selfzero = queueTarget("selfzero")
 	// Targets of BenchmarkWakeLatency.
 	benchPush, benchSignal = queueTarget("benchpush"), queueTarget("benchsignal")
 )
@@ -195,6 +197,70 @@ func TestE2EScaleToZeroAndWake(t *testing.T) {
 	}
 	if got := replicas(t, "pushy"); got != 1 {
 		t.Errorf("pushy has %d replicas after a push through the new leader, want 1", got)
+	}
+}
+
+// TestE2ELeavesSelfScalingHPAAlone: an opted-in HPA with minReplicas 0 (HPAScaleToZero, beta and
+// on in 1.37) goes to zero by itself. promql-wake does not put it to sleep when its idle-after
+// passes while the HPA still holds replicas, never marks it asleep, and wakes it when the queue grows.
+func TestE2ELeavesSelfScalingHPAAlone(t *testing.T) {
+	ctx := context.Background()
+	if err := st.CreateWorkload(ctx, selfzero, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Sim.SetQueue(ns, "selfzero", 30); err != nil { // 30 / 20 per replica → 2
+		t.Fatal(err)
+	}
+	waker, err := st.StartWake(ctx, "wake-c", wake.ControllerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waker.Stop()
+	h := queueHPA("selfzero", nil) // idle-after 10s
+	h.Spec.MinReplicas = ptr.To[int32](0)
+	// The HPA keeps its replicas 30 s after the queue empties: promql-wake's 10 s pass first.
+	h.Spec.Behavior.ScaleDown.StabilizationWindowSeconds = ptr.To[int32](30)
+	if _, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(ctx, h, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the HPA reads the queue", func() (bool, string) {
+		h, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "selfzero", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(h.Status.CurrentMetrics) > 0 && h.Status.DesiredReplicas == 2, fmt.Sprintf("%+v", h.Status)
+	})
+
+	if err := st.Sim.SetQueue(ns, "selfzero", 0); err != nil {
+		t.Fatal(err)
+	}
+	emptied := time.Now()
+	time.Sleep(22 * time.Second) // idle-after (10 s) and a poll (5 s) have passed; the HPA's 30 s have not
+	h, err = st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "selfzero", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := replicas(t, "selfzero"); got != 2 || h.Annotations[wake.AnnotationSleepingReplicas] != "" {
+		t.Fatalf("%s after the queue emptied: %d replicas, sleeping-replicas %q; promql-wake must leave this to the HPA",
+			time.Since(emptied).Round(time.Second), got, h.Annotations[wake.AnnotationSleepingReplicas])
+	}
+	waitSpecReplicas(t, "selfzero", 0, 40*time.Second)
+	t.Logf("the HPA took selfzero to zero itself, %s after the queue emptied", time.Since(emptied).Round(time.Second))
+	if events := eventReasons(t, "selfzero"); strings.Contains(events, "ScaledToZero:") {
+		t.Errorf("promql-wake put a self-scaling HPA's target to sleep: %s", events)
+	}
+
+	if err := st.Sim.SetQueue(ns, "selfzero", 50); err != nil {
+		t.Fatal(err)
+	}
+	grew := time.Now()
+	eventually(t, 20*time.Second, "selfzero back from zero", func() (bool, string) {
+		got := replicas(t, "selfzero")
+		return got >= 1, fmt.Sprintf("replicas %d", got)
+	})
+	t.Logf("queue grew → selfzero 0 → %d in %s", replicas(t, "selfzero"), time.Since(grew).Round(100*time.Millisecond))
+	if h, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "selfzero", metav1.GetOptions{}); err != nil || h.Annotations[wake.AnnotationSleepingReplicas] != "" {
+		t.Errorf("after the wake: %v, sleeping-replicas %q", err, h.Annotations[wake.AnnotationSleepingReplicas])
 	}
 }
 
