@@ -256,7 +256,7 @@ func (s *Server) secure(w Web) (string, error) {
 // newServer prepares a Server's work dir (a temporary one, removed by Stop, when workDir is
 // empty) and opens its log file there. cleanup removes a temporary work dir after a failed start.
 func newServer(workDir, tempPrefix, logName string) (s *Server, cleanup func(), err error) {
-	s = &Server{client: &http.Client{Timeout: 5 * time.Second}}
+	s = &Server{scheme: "http", client: &http.Client{Timeout: 5 * time.Second}}
 	if workDir == "" {
 		if s.workDir, err = os.MkdirTemp("", tempPrefix); err != nil {
 			return nil, nil, fmt.Errorf("create work dir: %w", err)
@@ -322,11 +322,7 @@ func (s *Server) launch(ctx context.Context, bin string, args func(addr string) 
 		close(done)
 	}(s.done)
 
-	scheme := s.scheme
-	if scheme == "" {
-		scheme = "http"
-	}
-	s.url = scheme + "://" + addr
+	s.url = s.scheme + "://" + addr
 	c, err := api.NewClient(api.Config{Address: s.url, Client: s.client})
 	if err != nil {
 		return fmt.Errorf("prometheus API client for %s: %w", s.url, err)

@@ -13,13 +13,13 @@ const EnvVictoriaMetricsBinary = "VICTORIA_METRICS_BIN"
 // StartVictoriaMetrics starts Debian's single-node VictoriaMetrics on 127.0.0.1, scraping
 // opts.Targets at opts.ScrapeInterval with its own Prometheus-compatible scraper, and waits
 // until /-/ready answers. Its query API is Prometheus's, so URL, API, Stop and WaitForSeries
-// work as for Prometheus; RuleFiles and AlertmanagerURL do not apply.
+// work as for Prometheus; RuleFiles, AlertmanagerURL and Web do not apply.
 //
 // Samples are visible to queries one second after they are scraped
 // (-search.latencyOffset=1s; VictoriaMetrics' default hides the last 30 s).
 func StartVictoriaMetrics(ctx context.Context, opts Options) (*Server, error) {
-	if len(opts.RuleFiles) > 0 || opts.AlertmanagerURL != "" {
-		return nil, fmt.Errorf("victoria-metrics: rule files and alerting are not supported")
+	if len(opts.RuleFiles) > 0 || opts.AlertmanagerURL != "" || opts.Web != nil {
+		return nil, fmt.Errorf("victoria-metrics: rule files, alerting and Web are Prometheus options")
 	}
 	bin, err := lookBinary(opts.Binary, EnvVictoriaMetricsBinary, "victoria-metrics")
 	if err != nil {
