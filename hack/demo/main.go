@@ -162,13 +162,16 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 			}
 		}
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("the story did not happen as told: %s", strings.Join(failed, "; "))
-	}
+	var storyErr error
 	say("")
-	say("the story held: up, down, to zero and back")
+	if len(failed) > 0 {
+		storyErr = fmt.Errorf("the story did not happen as told: %s", strings.Join(failed, "; "))
+		say("!!! %v", storyErr)
+	} else {
+		say("the story held: up, down, to zero and back")
+	}
 	if noWait {
-		return nil
+		return storyErr
 	}
 	kc := st.Cluster.AdminKubeconfig()
 	say("")
@@ -184,7 +187,7 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 	say("  Prometheus: %s   logs: %s/logs and %s/cluster/logs", st.Prom.URL(), st.WorkDir(), st.WorkDir())
 	say("Ctrl-C stops everything.")
 	<-ctx.Done()
-	return nil
+	return storyErr
 }
 
 // seen is what the lines of one phase of the story showed.
