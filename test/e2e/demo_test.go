@@ -10,22 +10,12 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/promql-adapter/promql-adapter/internal/localcluster"
 )
 
 // TestDemoStory runs the program behind `make demo` to the end of its story (--no-wait), on a
 // control plane of its own: it exits non-zero unless the HPA scaled web up and down, promql-wake
 // put it to sleep and woke it, and the HPA scaled it on from there.
 func TestDemoStory(t *testing.T) {
-	binDir, err := localcluster.BinDirFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
 	demo := filepath.Join(t.TempDir(), "demo")
 	build := exec.Command("go", "build", "-o", demo, "./hack/demo")
 	build.Dir = root

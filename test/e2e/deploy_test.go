@@ -8,23 +8,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/promql-adapter/promql-adapter/internal/localcluster"
 )
 
 // TestDeployManifests applies all of deploy/ (its kustomization) to the real kube-apiserver with
 // --dry-run=server: every object passes the server's schema validation and admission, including
 // those the local stack does not run (the Deployments, PDBs, NetworkPolicy, ConfigMap).
 func TestDeployManifests(t *testing.T) {
-	bin, err := localcluster.BinDirFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", st.Cluster.AdminKubeconfig(),
+	out, err := exec.Command(filepath.Join(binDir, "kubectl"), "--kubeconfig", st.Cluster.AdminKubeconfig(),
 		"apply", "--dry-run=server", "-k", filepath.Join(root, "deploy"), "-o", "name").Output()
 	if err != nil {
 		var stderr string

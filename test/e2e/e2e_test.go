@@ -37,6 +37,8 @@ const ns = "demo"
 var (
 	st      *stack.Stack
 	syncDur = 2 * time.Second
+	binDir  string // the control plane binaries, kubectl among them
+	root    string // the repository
 
 	web    = loadsim.Target{Namespace: ns, Deployment: "web", Service: "web", Capacity: 100, MatchLabels: map[string]string{"app": "web"}}
 	api    = loadsim.Target{Namespace: ns, Deployment: "api", Service: "api", Capacity: 100, MatchLabels: map[string]string{"app": "api"}}
@@ -48,12 +50,15 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	binDir, err := localcluster.BinDirFromEnv()
-	if err != nil {
+	var err error
+	if binDir, err = localcluster.BinDirFromEnv(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	root, _ := filepath.Abs("../..")
+	if root, err = filepath.Abs("../.."); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -338,11 +343,7 @@ func waitReplicas(t *testing.T, name string, want int32, timeout time.Duration) 
 // describe runs `kubectl describe hpa` and checks it shows the metric with a current value.
 func describe(t *testing.T, name string) {
 	t.Helper()
-	bin, err := localcluster.BinDirFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", st.Cluster.AdminKubeconfig(), "-n", ns, "describe", "hpa", name).CombinedOutput()
+	out, err := exec.Command(filepath.Join(binDir, "kubectl"), "--kubeconfig", st.Cluster.AdminKubeconfig(), "-n", ns, "describe", "hpa", name).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl describe hpa %s: %v\n%s", name, err, out)
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	cmv1beta1 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta1"
 	cmv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
@@ -168,6 +169,37 @@ func startAdapter(ctx context.Context, opts *server.Options) (string, <-chan err
 	errc := make(chan error, 1)
 	go func() { errc <- server.Run(ctx, opts) }()
 	return "https://" + ln.Addr().String(), errc, nil
+}
+
+// startTestAdapter runs a second adapter for one test with opts and its own metrics registry (the
+// package's adapter has the one /metrics serves), waits until it is ready, and stops it when the
+// test ends. It returns the adapter's base URL.
+func startTestAdapter(t *testing.T, opts *server.Options) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	opts.Registerer = prometheus.NewRegistry()
+	base, errc, err := startAdapter(ctx, opts)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("adapter stopped with: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("adapter did not stop within 10s")
+		}
+	})
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := waitReady(wctx, base, errc); err != nil {
+		t.Fatal(err)
+	}
+	return base
 }
 
 // waitReady waits until the adapter at base answers /readyz with 200.

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	cmv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
 
@@ -30,7 +29,8 @@ func TestSecuredPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	const user, password = "adapter", `s3cret "with" quotes`
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	prom, err := promrun.Start(ctx, promrun.Options{
 		WorkDir:        filepath.Join(dir, "prometheus"),
 		ScrapeInterval: time.Second,
@@ -38,17 +38,13 @@ func TestSecuredPrometheus(t *testing.T) {
 		Web:            &promrun.Web{CertFile: tlsFiles.CertFile, KeyFile: tlsFiles.KeyFile, CAFile: tlsFiles.CAFile, User: user, Password: password},
 	})
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = prom.Stop() })
 	if !strings.HasPrefix(prom.URL(), "https://") {
 		t.Fatalf("secured prometheus at %s", prom.URL())
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
-	defer wcancel()
-	if err := prom.WaitForSeries(wctx, `count_over_time(elu_utilization{namespace="shop"}[1m]) >= 2`, pods); err != nil {
-		cancel()
+	if err := prom.WaitForSeries(ctx, `count_over_time(elu_utilization{namespace="shop"}[1m]) >= 2`, pods); err != nil {
 		t.Fatal(err)
 	}
 
@@ -65,27 +61,8 @@ func TestSecuredPrometheus(t *testing.T) {
 	caOnly := write("client-ca-only.yaml", fmt.Sprintf("tls_config: {ca_file: %s}\n", tlsFiles.CAFile))
 
 	opts := adapterOptions(integrationRules, prom.URL())
-	opts.Registerer = prometheus.NewRegistry() // the package's adapter has the one /metrics serves
 	opts.PrometheusClientConfig = full
-	base, errc, err := startAdapter(ctx, opts)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("adapter stopped with: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("adapter did not stop within 10s")
-		}
-	})
-	if err := waitReady(wctx, base, errc); err != nil {
-		t.Fatal(err)
-	}
+	base := startTestAdapter(t, opts)
 
 	t.Run("values through TLS and basic auth", func(t *testing.T) {
 		var list cmv1beta2.MetricValueList

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	cmv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
 	emv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
@@ -26,14 +25,14 @@ import (
 // names it as a backend, so discovery, values, selectors and `check` must hold against it too.
 // Every value is compared with the same PromQL sent straight to VictoriaMetrics.
 func TestVictoriaMetricsBackend(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	vm, err := promrun.StartVictoriaMetrics(ctx, promrun.Options{
 		WorkDir:        filepath.Join(t.TempDir(), "victoria-metrics"),
 		ScrapeInterval: time.Second,
 		Targets:        []promrun.Target{{Job: "app", Address: env.exporter.Addr()}},
 	})
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
 	stopped := false
@@ -42,35 +41,13 @@ func TestVictoriaMetricsBackend(t *testing.T) {
 			_ = vm.Stop()
 		}
 	})
-	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
-	defer wcancel()
-	if err := vm.WaitForSeries(wctx, `count_over_time(http_requests_total{namespace="shop"}[1m]) >= 3`, pods); err != nil {
-		cancel()
+	if err := vm.WaitForSeries(ctx, `count_over_time(http_requests_total{namespace="shop"}[1m]) >= 3`, pods); err != nil {
 		t.Fatal(err)
 	}
 	const timeout = 2 * time.Second
 	opts := adapterOptions(integrationRules, vm.URL())
-	opts.Registerer = prometheus.NewRegistry() // the package's adapter has the one /metrics serves
 	opts.PrometheusTimeout = timeout
-	base, errc, err := startAdapter(ctx, opts)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("adapter stopped with: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("adapter did not stop within 10s")
-		}
-	})
-	if err := waitReady(wctx, base, errc); err != nil {
-		t.Fatal(err)
-	}
+	base := startTestAdapter(t, opts)
 	vmQuery := func(t *testing.T, q string) map[string]float64 {
 		t.Helper()
 		v, _, _, err := vm.API().Query(context.Background(), q, time.Now())
