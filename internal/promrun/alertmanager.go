@@ -27,14 +27,13 @@ func StartAlertmanager(ctx context.Context, o AlertmanagerOptions) (*Server, err
 	if err != nil {
 		return nil, err
 	}
-	s, cleanup, err := newServer(o.WorkDir, "alertmanager-", "alertmanager.log")
+	s, abandon, err := newServer(o.WorkDir, "alertmanager-", "alertmanager.log")
 	if err != nil {
 		return nil, err
 	}
 	s.configPath = filepath.Join(s.workDir, "alertmanager.yml")
 	if err := os.WriteFile(s.configPath, []byte(o.Config), 0o644); err != nil {
-		_ = s.logFile.Close()
-		cleanup()
+		abandon()
 		return nil, fmt.Errorf("alertmanager config: %w", err)
 	}
 	args := func(addr string) []string {
@@ -45,7 +44,7 @@ func StartAlertmanager(ctx context.Context, o AlertmanagerOptions) (*Server, err
 			"--cluster.listen-address=", // no gossip port: a single local instance
 		}
 	}
-	if err := s.start(ctx, bin, args, cleanup); err != nil {
+	if err := s.start(ctx, bin, args, abandon); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -188,13 +188,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	opts.RuleFiles = rules
 
-	s, cleanup, err := newServer(opts.WorkDir, "promrun-", "prometheus.log")
+	s, abandon, err := newServer(opts.WorkDir, "promrun-", "prometheus.log")
 	if err != nil {
 		return nil, err
 	}
 	if s.configPath, err = writeConfig(s.workDir, opts); err != nil {
-		_ = s.logFile.Close()
-		cleanup()
+		abandon()
 		return nil, fmt.Errorf("prometheus config: %w", err)
 	}
 
@@ -202,8 +201,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Web != nil {
 		webConfig, err := s.secure(*opts.Web)
 		if err != nil {
-			_ = s.logFile.Close()
-			cleanup()
+			abandon()
 			return nil, err
 		}
 		extra = append([]string{"--web.config.file=" + webConfig}, extra...)
@@ -217,7 +215,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			"--web.enable-admin-api",
 		}, extra...)
 	}
-	if err := s.start(ctx, bin, args, cleanup); err != nil {
+	if err := s.start(ctx, bin, args, abandon); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -254,8 +252,8 @@ func (s *Server) secure(w Web) (string, error) {
 }
 
 // newServer prepares a Server's work dir (a temporary one, removed by Stop, when workDir is
-// empty) and opens its log file there. cleanup removes a temporary work dir after a failed start.
-func newServer(workDir, tempPrefix, logName string) (s *Server, cleanup func(), err error) {
+// empty) and opens its log file there. abandon undoes both after a failed start.
+func newServer(workDir, tempPrefix, logName string) (s *Server, abandon func(), err error) {
 	s = &Server{scheme: "http", client: &http.Client{Timeout: 5 * time.Second}}
 	if workDir == "" {
 		if s.workDir, err = os.MkdirTemp("", tempPrefix); err != nil {
@@ -267,21 +265,21 @@ func newServer(workDir, tempPrefix, logName string) (s *Server, cleanup func(), 
 	} else if err := os.MkdirAll(s.workDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("create work dir: %w", err)
 	}
-	cleanup = func() {
+	removeTemp := func() {
 		if s.tempDir {
 			_ = os.RemoveAll(s.workDir)
 		}
 	}
 	s.logPath = filepath.Join(s.workDir, logName)
 	if s.logFile, err = os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o644); err != nil {
-		cleanup()
+		removeTemp()
 		return nil, nil, fmt.Errorf("open %s: %w", logName, err)
 	}
-	return s, cleanup, nil
+	return s, func() { _ = s.logFile.Close(); removeTemp() }, nil
 }
 
-// start launches the process, retrying on a port clash, and cleans up on failure.
-func (s *Server) start(ctx context.Context, bin string, args func(addr string) []string, cleanup func()) error {
+// start launches the process, retrying on a port clash, and abandons the server on failure.
+func (s *Server) start(ctx context.Context, bin string, args func(addr string) []string, abandon func()) error {
 	// The free port is found by binding and releasing it, so another process
 	// can grab it before the server does: retry with a new port in that case.
 	for attempt := 1; ; attempt++ {
@@ -291,8 +289,7 @@ func (s *Server) start(ctx context.Context, bin string, args func(addr string) [
 		}
 		s.kill()
 		if attempt >= portAttempts || !strings.Contains(s.logTail(), "address already in use") || ctx.Err() != nil {
-			_ = s.logFile.Close()
-			cleanup()
+			abandon()
 			return err
 		}
 	}

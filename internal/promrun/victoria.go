@@ -25,13 +25,12 @@ func StartVictoriaMetrics(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, cleanup, err := newServer(opts.WorkDir, "victoria-metrics-", "victoria-metrics.log")
+	s, abandon, err := newServer(opts.WorkDir, "victoria-metrics-", "victoria-metrics.log")
 	if err != nil {
 		return nil, err
 	}
 	if s.configPath, err = writeConfig(s.workDir, opts); err != nil {
-		_ = s.logFile.Close()
-		cleanup()
+		abandon()
 		return nil, fmt.Errorf("victoria-metrics scrape config: %w", err)
 	}
 	args := func(addr string) []string {
@@ -45,7 +44,7 @@ func StartVictoriaMetrics(ctx context.Context, opts Options) (*Server, error) {
 			"-search.disableCache",
 		}, opts.ExtraArgs...)
 	}
-	if err := s.start(ctx, bin, args, cleanup); err != nil {
+	if err := s.start(ctx, bin, args, abandon); err != nil {
 		return nil, err
 	}
 	return s, nil
