@@ -12,7 +12,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/promql-adapter/promql-adapter/internal/promrun"
 	"github.com/promql-adapter/promql-adapter/wake"
@@ -33,13 +32,7 @@ func TestE2EAlertmanagerWakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	eventually(t, 30*time.Second, "wake-am leads", func() (bool, string) {
-		l, err := st.Kube.CoordinationV1().Leases("custom-metrics").Get(ctx, "promql-wake", metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		return ptr.Deref(l.Spec.HolderIdentity, "") == "wake-am", ptr.Deref(l.Spec.HolderIdentity, "")
-	})
+	waitLeader(t, "wake-am")
 	h := queueHPA("alerty", map[string]string{wake.AnnotationActivationMetric: "external:queue_messages_ready?queue=quiet"})
 	if _, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(ctx, h, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -48,8 +48,8 @@ func BenchmarkWakeLatency(b *testing.B) {
 	}
 	defer w.Stop()
 	eventuallyB(b, 30*time.Second, func() bool {
-		l, err := st.Kube.CoordinationV1().Leases("custom-metrics").Get(ctx, "promql-wake", metav1.GetOptions{})
-		return err == nil && ptr.Deref(l.Spec.HolderIdentity, "") == "bench"
+		holder, err := leaseHolder()
+		return err == nil && holder == "bench"
 	})
 
 	for range b.N {

@@ -85,13 +85,7 @@ func TestE2EScaleToZeroAndWake(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer leader.Stop()
-	eventually(t, 30*time.Second, "wake-a leads", func() (bool, string) {
-		l, err := st.Kube.CoordinationV1().Leases("custom-metrics").Get(ctx, "promql-wake", metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		return ptr.Deref(l.Spec.HolderIdentity, "") == "wake-a", ptr.Deref(l.Spec.HolderIdentity, "")
-	})
+	waitLeader(t, "wake-a")
 	standby, err := st.StartWake(ctx, "wake-b", wake.ControllerOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -183,13 +177,7 @@ func TestE2EScaleToZeroAndWake(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
-	eventually(t, 30*time.Second, "wake-b leads", func() (bool, string) {
-		l, err := st.Kube.CoordinationV1().Leases("custom-metrics").Get(ctx, "promql-wake", metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		return ptr.Deref(l.Spec.HolderIdentity, "") == "wake-b", ptr.Deref(l.Spec.HolderIdentity, "")
-	})
+	waitLeader(t, "wake-b")
 	t.Logf("leader stopped → standby leads after %s", time.Since(stopped).Round(100*time.Millisecond))
 	waitSpecReplicas(t, "pushy", 0, 40*time.Second)
 	if code, _, resp := post(t, standby, "/alertmanager", body); code != http.StatusOK {
@@ -262,6 +250,27 @@ func TestE2ELeavesSelfScalingHPAAlone(t *testing.T) {
 	if h, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "selfzero", metav1.GetOptions{}); err != nil || h.Annotations[wake.AnnotationSleepingReplicas] != "" {
 		t.Errorf("after the wake: %v, sleeping-replicas %q", err, h.Annotations[wake.AnnotationSleepingReplicas])
 	}
+}
+
+// leaseHolder is the identity of the promql-wake replica that holds the Lease.
+func leaseHolder() (string, error) {
+	l, err := st.Kube.CoordinationV1().Leases(stack.AdapterNamespace).Get(context.Background(), "promql-wake", metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	return ptr.Deref(l.Spec.HolderIdentity, ""), nil
+}
+
+// waitLeader waits until the promql-wake replica id holds the Lease.
+func waitLeader(t *testing.T, id string) {
+	t.Helper()
+	eventually(t, 30*time.Second, id+" leads", func() (bool, string) {
+		holder, err := leaseHolder()
+		if err != nil {
+			return false, err.Error()
+		}
+		return holder == id, "holder " + holder
+	})
 }
 
 func eventReasons(t *testing.T, hpaName string) string {
