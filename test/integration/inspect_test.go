@@ -94,7 +94,7 @@ func TestConvertCommand(t *testing.T) {
 		}
 		var ext emv1beta1.ExternalMetricValueList
 		getJSON(t, "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_messages_ready?labelSelector="+url.QueryEscape("queue=orders"), 200, &ext)
-		return listed(t, "custom.metrics.k8s.io/v1beta2"), values, fmt.Sprint(len(ext.Items), ext.Items[0].Value.String())
+		return served(t, env.adapter, "custom.metrics.k8s.io/v1beta2"), values, fmt.Sprint(len(ext.Items), ext.Items[0].Value.String())
 	}
 	restoreRulesAtEnd(t)
 	paNames, paValues, paExt := serve(readFile(t, paRules))

@@ -275,38 +275,45 @@ func byLabel(v model.Vector, label string) map[string]float64 {
 func milli(v float64) int64 { return int64(math.Round(v * 1000)) }
 
 func TestDiscoveryListsServedMetrics(t *testing.T) {
+	for _, v := range []string{"v1beta2", "v1beta1"} {
+		if got := waitServed(t, env.adapter, "custom.metrics.k8s.io/"+v, integrationCustomMetrics); got != integrationCustomMetrics {
+			t.Errorf("%s lists\n %s\nwant\n %s", v, got, integrationCustomMetrics)
+		}
+	}
+	if got := served(t, env.adapter, "external.metrics.k8s.io/v1beta1"); got != "queue_messages_ready(true)" {
+		t.Errorf("external lists %s", got)
+	}
+}
+
+// served is what the adapter at base lists under groupVersion: resource/metric(namespaced), sorted.
+func served(t *testing.T, base, groupVersion string) string {
+	t.Helper()
 	var list struct {
 		Resources []struct {
 			Name       string `json:"name"`
 			Namespaced bool   `json:"namespaced"`
 		} `json:"resources"`
 	}
-	names := func() string {
-		var out []string
-		for _, r := range list.Resources {
-			out = append(out, fmt.Sprintf("%s(%v)", r.Name, r.Namespaced))
-		}
-		sort.Strings(out)
-		return strings.Join(out, " ")
+	getJSONAt(t, base, "/apis/"+groupVersion, 200, &list)
+	out := make([]string, 0, len(list.Resources))
+	for _, r := range list.Resources {
+		out = append(out, fmt.Sprintf("%s(%v)", r.Name, r.Namespaced))
 	}
-	// Discovered metrics appear after the first relist (1 s here); fixed ones at once.
-	want := integrationCustomMetrics
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+// waitServed asks served until it lists want, for up to 10 s (discovered metrics appear after
+// the first relist, 1 s here; fixed ones at once), and returns the last answer.
+func waitServed(t *testing.T, base, groupVersion, want string) string {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for _, v := range []string{"v1beta2", "v1beta1"} {
-		for {
-			getJSON(t, "/apis/custom.metrics.k8s.io/"+v, 200, &list)
-			if names() == want || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
+	for {
+		got := served(t, base, groupVersion)
+		if got == want || time.Now().After(deadline) {
+			return got
 		}
-		if got := names(); got != want {
-			t.Errorf("%s lists\n %s\nwant\n %s", v, got, want)
-		}
-	}
-	getJSON(t, "/apis/external.metrics.k8s.io/v1beta1", 200, &list)
-	if got := names(); got != "queue_messages_ready(true)" {
-		t.Errorf("external lists %s", got)
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -74,20 +74,6 @@ func swapIn(t *testing.T, rules []byte) {
 	}
 }
 
-// listed is the resources/metrics a metrics API version lists, joined by commas.
-func listed(t *testing.T, groupVersion string) string {
-	t.Helper()
-	var disc struct {
-		Resources []struct{ Name string } `json:"resources"`
-	}
-	getJSON(t, "/apis/"+groupVersion, 200, &disc)
-	names := make([]string, 0, len(disc.Resources))
-	for _, r := range disc.Resources {
-		names = append(names, r.Name)
-	}
-	return strings.Join(names, ",")
-}
-
 // TestHotReload changes the served rules through ConfigMap-style symlink swaps: a valid change is
 // served within 5 s, an invalid one is rejected while the last good rules keep serving.
 func TestHotReload(t *testing.T) {
@@ -213,7 +199,7 @@ func TestPrometheusAdapterConfig(t *testing.T) {
 	if len(ext.Items) != 1 || ext.Items[0].Value.String() != "42" {
 		t.Errorf("external: %+v", ext.Items)
 	}
-	if got := listed(t, "custom.metrics.k8s.io/v1beta2"); got != "namespaces/elu_utilization_pa,pods/elu_utilization_pa" {
+	if got := served(t, env.adapter, "custom.metrics.k8s.io/v1beta2"); got != "namespaces/elu_utilization_pa(false) pods/elu_utilization_pa(true)" {
 		t.Errorf("listed %s", got)
 	}
 }

@@ -3,11 +3,9 @@ package integration
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"math"
 	"net/url"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -66,25 +64,7 @@ func TestVictoriaMetricsBackend(t *testing.T) {
 	}
 
 	t.Run("discovery, with series names from the label values API", func(t *testing.T) {
-		var list struct {
-			Resources []struct {
-				Name       string `json:"name"`
-				Namespaced bool   `json:"namespaced"`
-			} `json:"resources"`
-		}
-		var got string
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			getJSONAt(t, base, "/apis/custom.metrics.k8s.io/v1beta2", 200, &list)
-			var names []string
-			for _, r := range list.Resources {
-				names = append(names, fmt.Sprintf("%s(%v)", r.Name, r.Namespaced))
-			}
-			sort.Strings(names)
-			if got = strings.Join(names, " "); got == integrationCustomMetrics || time.Now().After(deadline) {
-				break
-			}
-		}
-		if got != integrationCustomMetrics {
+		if got := waitServed(t, base, "custom.metrics.k8s.io/v1beta2", integrationCustomMetrics); got != integrationCustomMetrics {
 			t.Errorf("lists\n %s\nwant\n %s", got, integrationCustomMetrics)
 		}
 	})
