@@ -85,7 +85,7 @@ func (c *Cluster) controllerManagerArgs(o Options) []string {
 }
 
 // kwokArgs returns kwok's flags; the node lease keeps node-lifecycle from marking pods NotReady.
-func (c *Cluster) kwokArgs(stagesFile string) []string {
+func (c *Cluster) kwokArgs(stagesFile, podCIDR string) []string {
 	return []string{
 		"--kubeconfig=" + c.kubecfg[kwokName],
 		"--config=" + stagesFile,
@@ -94,7 +94,7 @@ func (c *Cluster) kwokArgs(stagesFile string) []string {
 		"--node-lease-duration-seconds=40",
 		"--node-ip=127.0.0.1",
 		"--node-port=" + strconv.Itoa(c.ports.Kwok),
-		"--cidr=10.250.1.0/24",
+		"--cidr=" + podCIDR,
 		"--server-address=" + hostPort(c.ports.Kwok),
 	}
 }

@@ -34,6 +34,7 @@ const (
 	DefaultHPASyncPeriod             = 2 * time.Second
 	DefaultHPADownscaleStabilization = 5 * time.Second
 	DefaultReadyTimeout              = 90 * time.Second
+	DefaultPodCIDR                   = "10.250.1.0/24"
 )
 
 // Component names; each one logs to LogDir()/<name>.log.
@@ -63,6 +64,7 @@ type Options struct {
 	BinDir                     string                           // directory with etcd, kube-apiserver, kube-controller-manager, kwok
 	WorkDir                    string                           // state, pki, kubeconfigs and logs; a new temp dir if empty; its subdirectories are recreated
 	KwokStagesFile             string                           // kwok stages; default BinDir/kwok-stages.yaml
+	PodCIDR                    string                           // where kwok gives pods their IPs (e.g. a podnet.Net's CIDR); default DefaultPodCIDR
 	HPASyncPeriod              time.Duration                    // --horizontal-pod-autoscaler-sync-period; default 2s
 	HPADownscaleStabilization  time.Duration                    // --horizontal-pod-autoscaler-downscale-stabilization; default 5s
 	Ports                      Ports                            // 0 = free loopback port
@@ -140,6 +142,9 @@ func (o *Options) complete() error {
 	var err error
 	if o.WorkDir, err = filepath.Abs(o.WorkDir); err != nil {
 		return fmt.Errorf("localcluster: work dir: %w", err)
+	}
+	if o.PodCIDR == "" {
+		o.PodCIDR = DefaultPodCIDR
 	}
 	if o.HPASyncPeriod == 0 {
 		o.HPASyncPeriod = DefaultHPASyncPeriod
@@ -221,7 +226,7 @@ func (c *Cluster) start(ctx context.Context, opts Options, begin time.Time) erro
 	}
 
 	// kwok and its fake node
-	kwok, err := c.run(ComponentKwok, c.kwokArgs(opts.KwokStagesFile), []string{"KWOK_WORKDIR=" + dirs["kwok"]})
+	kwok, err := c.run(ComponentKwok, c.kwokArgs(opts.KwokStagesFile, opts.PodCIDR), []string{"KWOK_WORKDIR=" + dirs["kwok"]})
 	if err != nil {
 		return err
 	}
