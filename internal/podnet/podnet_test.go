@@ -124,7 +124,7 @@ func TestSlotsAreDistinctAndCloseRemovesNamespace(t *testing.T) {
 		t.Fatalf("ip netns list: %v: %s", err, out)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Fields(line+" x")[0] == name {
+		if strings.Fields(line + " x")[0] == name {
 			t.Fatalf("namespace %s still listed after Close:\n%s", name, out)
 		}
 	}
