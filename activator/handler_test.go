@@ -1,0 +1,407 @@
+package activator
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+var web = Target{Namespace: "shop", HPA: "web", Service: "web"}
+
+// fakeBackends is a routing table with one route and Ready addresses set by the test.
+type fakeBackends struct {
+	mu    sync.Mutex
+	table *Table
+	addrs []string
+	err   error
+	ch    chan struct{}
+}
+
+func newFake(t Target) *fakeBackends {
+	tb, _ := NewTable([]Route{{Host: "web.example", Target: t}})
+	return &fakeBackends{table: tb, ch: make(chan struct{})}
+}
+
+func (f *fakeBackends) Table() *Table { return f.table }
+func (f *fakeBackends) Ready(Target) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.addrs...), f.err
+}
+func (f *fakeBackends) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ch
+}
+func (f *fakeBackends) set(addrs ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.addrs = addrs
+	close(f.ch)
+	f.ch = make(chan struct{})
+}
+
+// fakeWaker counts wakes and runs onWake (e.g. making an address Ready).
+type fakeWaker struct {
+	calls  atomic.Int32
+	onWake func()
+	once   sync.Once
+}
+
+func (w *fakeWaker) Wake(context.Context, Target) error {
+	w.calls.Add(1)
+	if w.onWake != nil {
+		w.once.Do(w.onWake)
+	}
+	return nil
+}
+
+// upstream is an httptest server that records the order of the requests it got.
+type upstream struct {
+	*httptest.Server
+	mu    sync.Mutex
+	got   []string
+	hdr   []http.Header
+	block chan struct{}
+}
+
+func newUpstream(t *testing.T, name string) *upstream {
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.got = append(u.got, r.URL.Query().Get("n"))
+		u.hdr = append(u.hdr, r.Header.Clone())
+		u.mu.Unlock()
+		fmt.Fprintf(w, "%s %s %s", name, r.Host, b)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) addr() string { return strings.TrimPrefix(u.URL, "http://") }
+func (u *upstream) requests() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.got...)
+}
+
+func newActivator(t *testing.T, b Backends, w Waker, o Options) (*httptest.Server, *Metrics) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	m := NewMetrics(prometheus.NewRegistry())
+	s := httptest.NewUnstartedServer(NewHandler(ctx, b, w, m, o))
+	s.Start()
+	t.Cleanup(s.Close)
+	return s, m
+}
+
+func do(t *testing.T, c *http.Client, method, url, host, body string) (int, string, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Host = host
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func TestUnknownHostIs404NamingIt(t *testing.T) {
+	b := newFake(web)
+	s, _ := newActivator(t, b, &fakeWaker{}, Options{})
+	code, body, _ := do(t, s.Client(), "GET", s.URL+"/x", "nope.example", "")
+	if code != 404 || !strings.Contains(body, `"nope.example"`) || !strings.Contains(body, "web.example") {
+		t.Fatalf("got %d %q, want 404 naming the host and the routed ones", code, body)
+	}
+}
+
+func TestMissingServiceIs502WithReason(t *testing.T) {
+	b := newFake(web)
+	b.err = &ServiceError{Reason: "service shop/web (routed by HPA web) does not exist"}
+	s, m := newActivator(t, b, &fakeWaker{}, Options{})
+	code, body, _ := do(t, s.Client(), "GET", s.URL+"/", "web.example", "")
+	if code != 502 || !strings.Contains(body, "shop/web") || !strings.Contains(body, "does not exist") {
+		t.Fatalf("got %d %q, want 502 with the reason", code, body)
+	}
+	waitFor(t, func() bool { return testutil.ToFloat64(m.requests.WithLabelValues("shop", "web", "502")) == 1 })
+}
+
+func TestWarmSpreadsEvenlyAndRetriesRefused(t *testing.T) {
+	a, c := newUpstream(t, "a"), newUpstream(t, "c")
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close() // refuses connections
+	b := newFake(web)
+	b.set(a.addr(), deadAddr, c.addr())
+	w := &fakeWaker{}
+	s, m := newActivator(t, b, w, Options{})
+	for i := 0; i < 60; i++ {
+		code, body, _ := do(t, s.Client(), "GET", fmt.Sprintf("%s/?n=%d", s.URL, i), "web.example", "")
+		if code != 200 {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+	}
+	na, nc := len(a.requests()), len(c.requests())
+	if na+nc != 60 || na < 20 || nc < 20 {
+		t.Fatalf("spread a=%d c=%d, want 60 in all, each at least a third", na, nc)
+	}
+	if w.calls.Load() != 0 {
+		t.Fatalf("woke an awake target %d times", w.calls.Load())
+	}
+	// Counted once the handler returns, just after the client has its answer.
+	waitFor(t, func() bool { return testutil.ToFloat64(m.requests.WithLabelValues("shop", "web", "200")) == 60 })
+}
+
+func TestHeldRequestsWakeAtOnceAndGoInArrivalOrder(t *testing.T) {
+	u := newUpstream(t, "pod")
+	b := newFake(web)
+	ready := make(chan struct{})
+	w := &fakeWaker{onWake: func() { close(ready) }}
+	s, m := newActivator(t, b, w, Options{})
+	var mu sync.Mutex
+	var wrote []string
+	s.Config.Handler.(*Handler).wrote = func(r *http.Request) {
+		mu.Lock()
+		wrote = append(wrote, r.URL.Query().Get("n"))
+		mu.Unlock()
+	}
+	const n = 30
+	var wg sync.WaitGroup
+	results := make([]string, n)
+	for i := 0; i < n; i++ {
+		if i == 1 {
+			<-ready // the first held request woke the target, before any other arrived
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			code, body, _ := do(t, s.Client(), "POST", fmt.Sprintf("%s/?n=%d", s.URL, i), "web.example", fmt.Sprint("body", i))
+			results[i] = fmt.Sprint(code, " ", body)
+		}(i)
+		// Wait until it is held, so arrival order is known.
+		waitFor(t, func() bool { return testutil.ToFloat64(m.held.WithLabelValues("shop", "web")) == float64(i+1) })
+	}
+	if len(u.requests()) != 0 {
+		t.Fatal("forwarded before any address was Ready")
+	}
+	b.set(u.addr())
+	wg.Wait()
+	for i, r := range results {
+		if want := fmt.Sprintf("200 pod web.example body%d", i); r != want {
+			t.Fatalf("request %d: got %q, want %q", i, r, want)
+		}
+	}
+	// Sent in arrival order (the upstream's goroutines may then run in any order).
+	mu.Lock()
+	defer mu.Unlock()
+	if len(wrote) != n || len(u.requests()) != n {
+		t.Fatalf("sent %d, upstream got %d, want %d each", len(wrote), len(u.requests()), n)
+	}
+	for i, g := range wrote {
+		if g != fmt.Sprint(i) {
+			t.Fatalf("sent in order %v, want arrival order", wrote)
+		}
+	}
+	if c := w.calls.Load(); c != 1 {
+		t.Fatalf("wake called %d times, want 1", c)
+	}
+	if c := testutil.CollectAndCount(m.coldStart); c != 1 {
+		t.Fatalf("cold-start series %d, want 1", c)
+	}
+}
+
+func TestQueueFullIs503AtOnce(t *testing.T) {
+	b := newFake(web)
+	s, _ := newActivator(t, b, &fakeWaker{}, Options{MaxHeld: 2, MaxWait: 10 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 2; i++ {
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.URL, nil)
+		req.Host = "web.example"
+		go func() {
+			if resp, err := s.Client().Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	h := s.Config.Handler.(*Handler)
+	waitFor(t, func() bool {
+		h.holds.mu.Lock()
+		defer h.holds.mu.Unlock()
+		q := h.holds.q[web]
+		return q != nil && len(q.waiters) == 2
+	})
+	start := time.Now()
+	code, body, hdr := do(t, s.Client(), "GET", s.URL, "web.example", "")
+	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(body, "queue is full") {
+		t.Fatalf("got %d %q Retry-After=%q, want 503 queue full with Retry-After", code, body, hdr.Get("Retry-After"))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("queue full answered after %s, want at once", d)
+	}
+}
+
+func TestHeldBodiesAreBounded(t *testing.T) {
+	b := newFake(web)
+	s, _ := newActivator(t, b, &fakeWaker{}, Options{MaxHeldBytes: 10, MaxWait: time.Second})
+	code, body, _ := do(t, s.Client(), "POST", s.URL, "web.example", strings.Repeat("x", 11))
+	if code != 503 || !strings.Contains(body, "10 bytes") {
+		t.Fatalf("got %d %q, want 503 naming the byte budget", code, body)
+	}
+}
+
+func TestMaxWaitIs503WithRetryAfter(t *testing.T) {
+	b := newFake(web)
+	s, m := newActivator(t, b, &fakeWaker{}, Options{MaxWait: 300 * time.Millisecond, RetryAfter: 7 * time.Second})
+	code, body, hdr := do(t, s.Client(), "GET", s.URL, "web.example", "")
+	if code != 503 || hdr.Get("Retry-After") != "7" || !strings.Contains(body, "within 300ms") {
+		t.Fatalf("got %d %q Retry-After=%q, want 503 with Retry-After 7", code, body, hdr.Get("Retry-After"))
+	}
+	waitFor(t, func() bool { return testutil.ToFloat64(m.requests.WithLabelValues("shop", "web", "503")) == 1 })
+}
+
+func TestReadyButRefusingUntilMaxWaitIs503(t *testing.T) {
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := dead.Addr().String()
+	dead.Close()
+	b := newFake(web)
+	b.set(addr) // Ready in the EndpointSlice, process not listening (still booting)
+	s, _ := newActivator(t, b, &fakeWaker{}, Options{MaxWait: 300 * time.Millisecond})
+	code, body, hdr := do(t, s.Client(), "GET", s.URL, "web.example", "")
+	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(body, "accepts connections") {
+		t.Fatalf("got %d %q, want 503 with Retry-After", code, body)
+	}
+}
+
+func TestReadyButBootingIsServedOnceItListens(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	b := newFake(web)
+	b.set(addr)
+	s, _ := newActivator(t, b, &fakeWaker{}, Options{MaxWait: 10 * time.Second})
+	go func() {
+		time.Sleep(300 * time.Millisecond) // the app's boot
+		l2, err := net.Listen("tcp", addr)
+		if err != nil {
+			return
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "booted") })}
+		t.Cleanup(func() { srv.Close() })
+		_ = srv.Serve(l2)
+	}()
+	code, body, _ := do(t, s.Client(), "GET", s.URL, "web.example", "")
+	if code != 200 || body != "booted" {
+		t.Fatalf("got %d %q, want the app's answer once it listens", code, body)
+	}
+}
+
+func TestCancelledClientIsNeverForwarded(t *testing.T) {
+	u := newUpstream(t, "pod")
+	b := newFake(web)
+	s, m := newActivator(t, b, &fakeWaker{}, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/?n=gone", nil)
+	req.Host = "web.example"
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := s.Client().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	waitFor(t, func() bool { return testutil.ToFloat64(m.held.WithLabelValues("shop", "web")) == 1 })
+	cancel()
+	<-errc
+	waitFor(t, func() bool { return testutil.ToFloat64(m.held.WithLabelValues("shop", "web")) == 0 })
+	b.set(u.addr())
+	code, _, _ := do(t, s.Client(), "GET", s.URL+"/?n=next", "web.example", "")
+	if code != 200 {
+		t.Fatalf("next request: %d", code)
+	}
+	if got := u.requests(); len(got) != 1 || got[0] != "next" {
+		t.Fatalf("upstream got %v, want only the request that stayed", got)
+	}
+	waitFor(t, func() bool { return testutil.ToFloat64(m.requests.WithLabelValues("shop", "web", "499")) == 1 })
+}
+
+func TestProxyHeaders(t *testing.T) {
+	u := newUpstream(t, "pod")
+	b := newFake(web)
+	b.set(u.addr())
+	s, _ := newActivator(t, b, &fakeWaker{}, Options{})
+	req, _ := http.NewRequest("GET", s.URL, nil)
+	req.Host = "web.example"
+	req.Header.Set("Connection", "X-Secret")
+	req.Header.Set("X-Secret", "hop")
+	req.Header.Set("Keep-Alive", "timeout=5")
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	resp, err := s.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h := u.hdr[0]
+	if h.Get("X-Secret") != "" || h.Get("Keep-Alive") != "" {
+		t.Fatalf("hop-by-hop headers forwarded: %v", h)
+	}
+	if xff := h.Get("X-Forwarded-For"); !strings.HasPrefix(xff, "203.0.113.9, 127.0.0.1") {
+		t.Fatalf("X-Forwarded-For %q, want the client's chain with us appended", xff)
+	}
+	if h.Get("X-Forwarded-Host") != "web.example" || h.Get("X-Forwarded-Proto") != "http" {
+		t.Fatalf("X-Forwarded-Host/Proto: %v", h)
+	}
+}
+
+func TestH2C(t *testing.T) {
+	u := newUpstream(t, "pod")
+	b := newFake(web)
+	b.set(u.addr())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := NewServer(NewHandler(ctx, b, &fakeWaker{}, nil, Options{}))
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	c := &http.Client{Transport: &http.Transport{Protocols: &p}}
+	req, _ := http.NewRequest("GET", "http://"+l.Addr().String()+"/", nil)
+	req.Host = "web.example"
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || !strings.HasPrefix(string(body), "pod") {
+		t.Fatalf("got %s %d %q, want HTTP/2 200 from the pod", resp.Proto, resp.StatusCode, body)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,116 @@
+// Command promql-activator holds HTTP requests for scale-to-zero targets while they wake, and forwards them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/scale"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/promql-adapter/promql-adapter/activator"
+)
+
+func main() {
+	var (
+		kubeconfig = flag.String("kubeconfig", "", "kubeconfig; in-cluster config if empty")
+		listen     = flag.String("listen", ":8080", "address of the proxy (HTTP/1.1 and h2c)")
+		admin      = flag.String("admin-listen", ":9090", "address of /metrics, /healthz and /readyz")
+		maxHeld    = flag.Int("max-held", 100, "requests held per target while it wakes; more get 503 at once")
+		maxBytes   = flag.Int64("max-held-bytes", 8<<20, "bytes of request bodies held per target")
+		maxWait    = flag.Duration("max-wait", 60*time.Second, "how long a request is held at most; then 503 with Retry-After")
+		retryAfter = flag.Duration("retry-after", 5*time.Second, "the Retry-After of a 503")
+		qps        = flag.Float64("kube-api-qps", 20, "kube-apiserver client rate limit")
+		burst      = flag.Int("kube-api-burst", 40, "kube-apiserver client burst")
+	)
+	klog.InitFlags(flag.CommandLine)
+	flag.Parse()
+	if err := run(*kubeconfig, *listen, *admin, float32(*qps), *burst, activator.Options{
+		MaxHeld: *maxHeld, MaxHeldBytes: *maxBytes, MaxWait: *maxWait, RetryAfter: *retryAfter,
+	}); err != nil {
+		klog.ErrorS(err, "promql-activator")
+		os.Exit(1)
+	}
+}
+
+func run(kubeconfig, listen, adminListen string, qps float32, burst int, o activator.Options) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst, cfg.Timeout = qps, burst, 30*time.Second
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	cached := memory.NewMemCacheClient(disc)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(cached)
+	scales, err := scale.NewForConfig(cfg, mapper, dynamic.LegacyAPIPathResolverFunc, scale.NewDiscoveryScaleKindResolver(cached))
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cluster := activator.NewCluster(kube, 10*time.Minute)
+	if err := cluster.Run(ctx); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	waker := &activator.ScaleWaker{Kube: kube, Scales: scales, Mapper: mapper, HPA: cluster.HPA}
+	h := activator.NewHandler(ctx, cluster, waker, activator.NewMetrics(reg), o)
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }
+	mux.HandleFunc("/healthz", ok)
+	mux.HandleFunc("/readyz", ok) // caches synced before we listen
+	adminSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	proxySrv := activator.NewServer(h)
+
+	pl, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	al, err := net.Listen("tcp", adminListen)
+	if err != nil {
+		return err
+	}
+	klog.InfoS("serving", "proxy", pl.Addr(), "admin", al.Addr())
+	errc := make(chan error, 2)
+	go func() { errc <- proxySrv.Serve(pl) }()
+	go func() { errc <- adminSrv.Serve(al) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	// Drain: held and in-flight requests finish (up to max-wait) before we exit.
+	sctx, cancel := context.WithTimeout(context.Background(), o.MaxWait+5*time.Second)
+	defer cancel()
+	err = errors.Join(proxySrv.Shutdown(sctx), adminSrv.Shutdown(sctx))
+	return err
+}
