@@ -8,7 +8,7 @@ E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/)
 FUZZTIME    ?= 20s
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake demo clean
+.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator demo clean
 
 all: build
 
@@ -52,6 +52,11 @@ bench: deps
 ## bench-wake: wake latency, push and signal, p50/p99 over 100 wakes each (about 6 minutes).
 bench-wake: deps cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/e2e/ -run '^$$' -bench WakeLatency -benchtime 1x -count 1 -timeout 30m
+
+## bench-activator: the activator's own cost with an httptest upstream (no cluster): cold start (arrival → first
+## byte, minus the readiness delay) over 100 cold starts, and the warm path at c=20 through it vs straight, same run.
+bench-activator:
+	go test ./activator/ -run '^$$' -bench . -benchtime 100x -count 1
 
 demo: deps cluster-bins
 	go run ./hack/demo --cache $(CACHE) --bin-dir $(CLUSTER_BIN)
