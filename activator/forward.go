@@ -81,7 +81,7 @@ func NewForwarder(errorHandler func(http.ResponseWriter, *http.Request, error)) 
 			}
 		},
 		Transport:     tr,
-		FlushInterval: -1, // stream: server-sent events and long polls pass at once
+		FlushInterval: 0, // httputil flushes at once for event streams and bodies of unknown length
 		ErrorHandler:  errorHandler,
 		ErrorLog:      nil,
 	}
