@@ -93,14 +93,15 @@ users:
 		}
 	})
 	t.Run("kubeconfig with client certificate files and basic auth", func(t *testing.T) {
-		k := strings.Replace(kc, "    token: s3cret\n", "    client-certificate: /certs/c.pem\n    client-key: /certs/k.pem\n    username: u\n    password: p\n", 1)
+		c, k2 := write("c.pem", "cert"), write("k.pem", "key")
+		k := strings.Replace(kc, "    token: s3cret\n", "    client-certificate: "+c+"\n    client-key: "+k2+"\n    username: u\n    password: p\n", 1)
 		o := parsePA(t, "--prometheus-auth-config="+write("kc2.yaml", k))
 		cfg, err := o.PrometheusConfig()
 		if err != nil {
 			t.Fatal(err)
 		}
 		h := cfg.HTTP
-		if h.TLSConfig.CertFile != "/certs/c.pem" || h.TLSConfig.KeyFile != "/certs/k.pem" || h.BasicAuth == nil || h.BasicAuth.Username != "u" {
+		if h.TLSConfig.CertFile != c || h.TLSConfig.KeyFile != k2 || h.BasicAuth == nil || h.BasicAuth.Username != "u" {
 			t.Errorf("from the kubeconfig: %+v %+v", h.TLSConfig, h.BasicAuth)
 		}
 	})
