@@ -51,9 +51,10 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%v prints another text than --help", args)
 		}
 	}
-	order := []string{"Commands:", "  check ", "  explain ", "  convert ", "Rules:", "--config string", "Prometheus:", "--prometheus-url",
-		"Kubernetes:", "--lister-kubeconfig", "Serving:", "--secure-port", "prometheus-adapter's flags", "--metrics-relist-interval",
-		"Other:", "--version", "Generic API server flags", "--requestheader-client-ca-file", "Logging flags:", "--v Level"}
+	order := []string{"\nCommands:\n", "  check ", "  explain ", "  convert ", "\nRules:\n", "      --config string", "\nPrometheus:\n",
+		"      --prometheus-url", "\nKubernetes:\n", "      --lister-kubeconfig", "\nServing:\n", "      --secure-port",
+		"\nprometheus-adapter's flags", "      --metrics-relist-interval", "\nOther:\n", "      --version ",
+		"\nGeneric API server flags", "      --requestheader-client-ca-file", "\nLogging flags:\n", "  -v, --v Level"}
 	last := -1
 	for k, s := range order {
 		i := strings.Index(first, s)

@@ -39,7 +39,8 @@ func TestHelpAndVersion(t *testing.T) {
 		}
 	}
 	help, _ := os.ReadFile(golden)
-	order := []string{"Usage:", "Kubernetes:", "Leader election:", "Push endpoint", "Controller:", "Other flags:", "--version", "Logging flags:"}
+	order := []string{"\nUsage:\n", "\nKubernetes:\n", "      --kubeconfig", "\nLeader election:\n", "      --leader-elect", "\nPush endpoint",
+		"      --token-file", "\nController:\n", "\nOther flags:\n", "      --version ", "\nLogging flags:\n", "  -v, --v Level"}
 	last := -1
 	for k, s := range order {
 		i := strings.Index(string(help), s)
