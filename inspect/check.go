@@ -19,6 +19,7 @@ import (
 	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/naming"
 	"github.com/promql-adapter/promql-adapter/naming/pacompat"
+	"github.com/promql-adapter/promql-adapter/version"
 )
 
 // CheckOptions bounds a Check.
@@ -470,14 +471,15 @@ func orDash(s string) string {
 	return s
 }
 
-// WriteJSON writes the report as indented JSON: {"broken": bool, "rules": [...]}.
+// WriteJSON writes the report as indented JSON: {"adapter": {version...}, "broken": bool, "rules": [...]}.
 func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	err := enc.Encode(struct {
-		Broken bool         `json:"broken"`
-		Rules  []RuleReport `json:"rules"`
-	}{r.Broken(), nonNil(r.Rules)})
+		Adapter version.Info `json:"adapter"`
+		Broken  bool         `json:"broken"`
+		Rules   []RuleReport `json:"rules"`
+	}{version.Get(), r.Broken(), nonNil(r.Rules)})
 	if err != nil {
 		return fmt.Errorf("write check JSON: %w", err)
 	}

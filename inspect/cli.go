@@ -32,8 +32,7 @@ type cliFlags struct {
 }
 
 func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *cliFlags) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(name, stderr)
 	f := &cliFlags{}
 	fs.StringVar(&f.rules, "config", "", "rule file, native or prometheus-adapter format (required)")
 	fs.StringVar(&f.promURL, "prometheus-url", "http://127.0.0.1:9090", "Prometheus HTTP API base URL")
@@ -63,12 +62,61 @@ func (f *cliFlags) open() (*naming.Rules, *adapter.PromClient, error) {
 	return rules, q, err
 }
 
+// usages are the subcommands' help texts: how each is called and what it prints.
+var usages = map[string]string{
+	"check": `usage: promql-adapter check --config FILE [--prometheus-url URL] [--json]
+
+Runs every rule of FILE against Prometheus and prints, per rule, the metrics it serves, the objects
+found and a sample value each, or why it yields nothing. Exit code 0: every rule serves; 1: some rule is
+broken; 2: bad flags, unreadable rule file or Prometheus unreachable.`,
+	"explain": `usage: promql-adapter explain --config FILE [--prometheus-url URL] [--json] PATH
+
+Prints the PromQL the adapter runs for one API path, e.g.
+  /apis/custom.metrics.k8s.io/v1beta2/namespaces/NS/pods/*/METRIC?labelSelector=app%3Dweb
+  /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC
+Exit code 0: the path is served; 1: it names nothing served; 2: bad flags or rule file.`,
+	"convert": `usage: promql-adapter convert --config FILE
+
+Prints a prometheus-adapter config (rules, externalRules, resourceRules) in the native rule format.
+Rules that cannot be expressed simply stay as comments that say why.`,
+}
+
+// newFlagSet is a subcommand's flag set; its usage is the command's help text and flags.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\n\nFlags:\n", usages[name])
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args; -h or --help prints the command's help on stdout. It returns the exit code
+// when the command must stop.
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) (int, bool) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "--h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return ExitOK, false
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage, false
+	}
+	return 0, true
+}
+
 // RunCheck is `promql-adapter check`: for every rule, the metrics it serves, the objects found and
 // a sample value each, or why it yields nothing. It exits ExitBroken when a rule is broken.
 func RunCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, f := newFlags("check", stderr)
-	if err := fs.Parse(args); err != nil {
-		return ExitUsage
+	if code, ok := parse(fs, args, stdout); !ok {
+		return code
 	}
 	rules, q, err := f.open()
 	if err != nil {
@@ -98,12 +146,8 @@ func RunCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // RunExplain is `promql-adapter explain PATH`: the PromQL the adapter would run for one API path.
 func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, f := newFlags("explain", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: promql-adapter explain --config FILE [--prometheus-url URL] /apis/custom.metrics.k8s.io/v1beta2/namespaces/NS/pods/*/METRIC?labelSelector=...")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return ExitUsage
+	if code, ok := parse(fs, args, stdout); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
@@ -142,11 +186,10 @@ func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // RunConvert is `promql-adapter convert`: a prometheus-adapter config in the native format, on stdout.
 // Rules that cannot be expressed simply stay as comments that say why.
 func RunConvert(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("convert", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("convert", stderr)
 	path := fs.String("config", "", "prometheus-adapter config file (required)")
-	if err := fs.Parse(args); err != nil {
-		return ExitUsage
+	if code, ok := parse(fs, args, stdout); !ok {
+		return code
 	}
 	data, err := os.ReadFile(*path)
 	if err != nil {

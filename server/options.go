@@ -41,6 +41,8 @@ type Options struct {
 	ClientQPS            float32
 	ClientBurst          int
 
+	pa paFlags // prometheus-adapter's flag names (paflags.go)
+
 	// Registerer receives the adapter's own metrics; nil means the registry that /metrics serves
 	// (k8s.io/component-base's legacyregistry, one per process). A second server in the same
 	// process, as in tests, passes its own.
@@ -89,11 +91,15 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.SeriesMaxAge, "series-max-age", o.SeriesMaxAge, "how long a discovered metric stays served after its series was last seen")
 	fs.Float32Var(&o.ClientQPS, "client-qps", o.ClientQPS, "kube-apiserver client QPS (only informers and discovery use it; requests never list)")
 	fs.IntVar(&o.ClientBurst, "client-burst", o.ClientBurst, "kube-apiserver client burst")
+	o.addPrometheusAdapterFlags(fs)
 }
 
 // Validate checks the flags that do not need I/O.
 func (o *Options) Validate() error {
 	var errs []error
+	if err := o.normalizePrometheusAdapterFlags(); err != nil {
+		errs = append(errs, err)
+	}
 	if o.RulesFile == "" {
 		errs = append(errs, errors.New("--config is required"))
 	}
@@ -142,6 +148,9 @@ func (o *Options) PrometheusConfig() (adapter.PrometheusConfig, error) {
 		if httpCfg, err = adapter.LoadHTTPClientConfig(o.PrometheusClientConfig); err != nil {
 			return adapter.PrometheusConfig{}, err
 		}
+	}
+	if err := o.applyPrometheusAdapterAuth(&httpCfg); err != nil {
+		return adapter.PrometheusConfig{}, err
 	}
 	if o.PrometheusCAFile != "" {
 		httpCfg.TLSConfig.CAFile = o.PrometheusCAFile

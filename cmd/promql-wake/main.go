@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/promql-adapter/promql-adapter/version"
 	"github.com/promql-adapter/promql-adapter/wake"
 )
 
@@ -33,8 +35,23 @@ func main() {
 		qps        = flag.Float64("kube-api-qps", 50, "kube-apiserver client rate limit (a sleeping target costs ~3 requests per poll)")
 		burst      = flag.Int("kube-api-burst", 100, "kube-apiserver client burst")
 	)
+	showVersion := flag.Bool("version", false, "print the version, commit and Go version, then exit")
 	klog.InitFlags(flag.CommandLine)
+	flag.CommandLine.Usage = func() { usage(os.Stdout, flag.CommandLine) }
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Get().String("promql-wake"))
+		return
+	}
+	if flag.NArg() > 0 {
+		if flag.Arg(0) == "help" {
+			usage(os.Stdout, flag.CommandLine)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "promql-wake: unexpected argument %q (run \"promql-wake --help\")\n", flag.Arg(0))
+		os.Exit(2)
+	}
+	klog.InfoS("starting", "version", version.Get().Version, "commit", version.Get().Commit, "go", version.Get().GoVersion)
 
 	cfg, err := restConfig(*kubeconfig)
 	if err != nil {

@@ -11,7 +11,11 @@
 # wrapper's go.mod is missing (or REGEN=1), it is generated from scratch.
 set -euo pipefail
 
-K8S_VERSION=1.37.2 # k8s.io/kubernetes; staging modules are pinned to v0.${K8S_VERSION#1.}
+PINNED_K8S_VERSION=1.37.2 # the version whose wrapper module is committed (hack/cluster/tools/k8s)
+# k8s.io/kubernetes; staging modules are pinned to v0.${K8S_VERSION#1.}. Another version
+# (K8S_VERSION=1.35.4 hack/cluster/build.sh, or make e2e K8S_VERSION=v1.35.4) gets a wrapper module
+# generated into its own cache directory; each version's binaries stay cached side by side.
+K8S_VERSION=${K8S_VERSION:-$PINNED_K8S_VERSION}
 ETCD_VERSION=3.6.16
 KWOK_VERSION=0.8.0
 WRAPPER_GO=1.26.0 # go directive of the wrapper modules
@@ -22,6 +26,10 @@ CACHE_DIR=${1:-.cache/cluster}
 mkdir -p "$CACHE_DIR"
 CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
 BIN_DIR=$CACHE_DIR/k8s-v$K8S_VERSION/bin
+K8S_TOOLS_DIR=$TOOLS_DIR/k8s
+if [[ $K8S_VERSION != "$PINNED_K8S_VERSION" ]]; then
+	K8S_TOOLS_DIR=$CACHE_DIR/k8s-v$K8S_VERSION/wrapper
+fi
 mkdir -p "$BIN_DIR"
 
 export GOTOOLCHAIN=local
@@ -55,7 +63,7 @@ timed() {
 
 # ---------------------------------------------------------------- kubernetes
 gen_k8s_wrapper() {
-	local dir=$TOOLS_DIR/k8s minor=${K8S_VERSION#*.}
+	local dir=$K8S_TOOLS_DIR minor=${K8S_VERSION#*.}
 	minor=${minor%%.*}
 	local staging=v0.$minor.${K8S_VERSION##*.}
 	log "generating $dir/go.mod (k8s.io/kubernetes v$K8S_VERSION, staging $staging)"
@@ -78,7 +86,7 @@ gen_k8s_wrapper() {
 }
 
 build_k8s() {
-	local dir=$TOOLS_DIR/k8s
+	local dir=$K8S_TOOLS_DIR
 	[[ -f $dir/go.mod && ${REGEN:-0} != 1 ]] || gen_k8s_wrapper
 	local minor=${K8S_VERSION#*.}
 	minor=${minor%%.*}

@@ -1,0 +1,151 @@
+{{/* The release's base name: the release name when it contains the chart's name, else both. */}}
+{{- define "promql-adapter.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "promql-adapter.wakeName" -}}
+{{- printf "%s" (include "promql-adapter.fullname" . | replace "promql-adapter" "promql-wake") | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "promql-adapter.selectorLabels" -}}
+app.kubernetes.io/name: promql-adapter
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "promql-adapter.wakeSelectorLabels" -}}
+app.kubernetes.io/name: promql-wake
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "promql-adapter.commonLabels" -}}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: promql-adapter
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "promql-adapter.labels" -}}
+{{ include "promql-adapter.selectorLabels" . }}
+{{ include "promql-adapter.commonLabels" . }}
+{{- end -}}
+
+{{- define "promql-adapter.wakeLabels" -}}
+{{ include "promql-adapter.wakeSelectorLabels" . }}
+{{ include "promql-adapter.commonLabels" . }}
+{{- end -}}
+
+{{- define "promql-adapter.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default (printf "v%s" .Chart.AppVersion)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "promql-adapter.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "promql-adapter.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "promql-adapter.rulesConfigMap" -}}
+{{- .Values.rules.existingConfigMap | default (printf "%s-rules" (include "promql-adapter.fullname" .)) -}}
+{{- end -}}
+
+{{- define "promql-adapter.tlsSecretName" -}}
+{{- .Values.tls.secretName | default (printf "%s-tls" (include "promql-adapter.fullname" .)) -}}
+{{- end -}}
+
+{{- define "promql-adapter.wakeTLSSecretName" -}}
+{{- .Values.wake.tlsSecretName | default (printf "%s-tls" (include "promql-adapter.wakeName" .)) -}}
+{{- end -}}
+
+{{- define "promql-adapter.wakeTokenSecretName" -}}
+{{- .Values.wake.token.existingSecret | default (printf "%s-token" (include "promql-adapter.wakeName" .)) -}}
+{{- end -}}
+
+{{/*
+promql-adapter.certs: the generated CA and certificates (tls.mode generate), made once per render and
+kept across upgrades: an existing Secret's are reused. Returns a dict as YAML: ca, caKey, cert, key,
+wakeCert, wakeKey (PEM).
+*/}}
+{{- define "promql-adapter.certs" -}}
+{{- if not (hasKey .Values "__certs") -}}
+{{- $fullname := include "promql-adapter.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $existing := lookup "v1" "Secret" $ns (include "promql-adapter.tlsSecretName" .) -}}
+{{- $existingWake := lookup "v1" "Secret" $ns (include "promql-adapter.wakeTLSSecretName" .) -}}
+{{- $out := dict -}}
+{{- if and $existing (index ($existing.data | default dict) "ca.crt") (index ($existing.data | default dict) "ca.key") -}}
+{{- $_ := set $out "ca" (index $existing.data "ca.crt" | b64dec) -}}
+{{- $_ := set $out "caKey" (index $existing.data "ca.key" | b64dec) -}}
+{{- $_ := set $out "cert" (index $existing.data "tls.crt" | b64dec) -}}
+{{- $_ := set $out "key" (index $existing.data "tls.key" | b64dec) -}}
+{{- else -}}
+{{- $ca := genCA (printf "%s-ca" $fullname) (int .Values.tls.validityDays) -}}
+{{- $svc := printf "%s.%s.svc" $fullname $ns -}}
+{{- $cert := genSignedCert $svc nil (list $fullname (printf "%s.%s" $fullname $ns) $svc (printf "%s.cluster.local" $svc)) (int .Values.tls.validityDays) $ca -}}
+{{- $_ := set $out "ca" $ca.Cert -}}
+{{- $_ := set $out "caKey" $ca.Key -}}
+{{- $_ := set $out "cert" $cert.Cert -}}
+{{- $_ := set $out "key" $cert.Key -}}
+{{- end -}}
+{{- if and $existingWake (index ($existingWake.data | default dict) "tls.crt") -}}
+{{- $_ := set $out "wakeCert" (index $existingWake.data "tls.crt" | b64dec) -}}
+{{- $_ := set $out "wakeKey" (index $existingWake.data "tls.key" | b64dec) -}}
+{{- else -}}
+{{- $ca := buildCustomCert ($out.ca | b64enc) ($out.caKey | b64enc) -}}
+{{- $wake := include "promql-adapter.wakeName" . -}}
+{{- $wsvc := printf "%s.%s.svc" $wake $ns -}}
+{{- $wcert := genSignedCert $wsvc nil (list $wake (printf "%s.%s" $wake $ns) $wsvc (printf "%s.cluster.local" $wsvc)) (int .Values.tls.validityDays) $ca -}}
+{{- $_ := set $out "wakeCert" $wcert.Cert -}}
+{{- $_ := set $out "wakeKey" $wcert.Key -}}
+{{- end -}}
+{{- $_ := set .Values "__certs" $out -}}
+{{- end -}}
+{{- toYaml (index .Values "__certs") -}}
+{{- end -}}
+
+{{/* promql-adapter.caBundle: the base64 CA the APIServices carry (empty with cert-manager: it injects it). */}}
+{{- define "promql-adapter.caBundle" -}}
+{{- if eq .Values.tls.mode "generate" -}}
+{{- (include "promql-adapter.certs" . | fromYaml).ca | b64enc -}}
+{{- else if eq .Values.tls.mode "secret" -}}
+{{- .Values.tls.caBundle -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The APIs served: a list of {group, version, priority}. */}}
+{{- define "promql-adapter.apiServices" -}}
+{{- $l := list -}}
+{{- if .Values.apis.custom -}}
+{{- $l = append $l (dict "group" "custom.metrics.k8s.io" "version" "v1beta2" "versionPriority" 200) -}}
+{{- $l = append $l (dict "group" "custom.metrics.k8s.io" "version" "v1beta1" "versionPriority" 100) -}}
+{{- end -}}
+{{- if .Values.apis.external -}}
+{{- $l = append $l (dict "group" "external.metrics.k8s.io" "version" "v1beta1" "versionPriority" 100) -}}
+{{- end -}}
+{{- if .Values.apis.resource -}}
+{{- range .Values.apis.resourceVersions -}}
+{{- $l = append $l (dict "group" "metrics.k8s.io" "version" . "versionPriority" (ternary 200 100 (eq . "v1"))) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "items" $l) -}}
+{{- end -}}
+
+{{/* The --apis flag: only when the set differs from the adapter's default (custom, external). */}}
+{{- define "promql-adapter.apisFlag" -}}
+{{- $a := list -}}
+{{- if .Values.apis.custom }}{{ $a = append $a "custom" }}{{ end -}}
+{{- if .Values.apis.external }}{{ $a = append $a "external" }}{{ end -}}
+{{- if .Values.apis.resource }}{{ $a = append $a "resource" }}{{ end -}}
+{{- if ne (join "," $a) "custom,external" -}}
+--apis={{ join "," $a }}
+{{- end -}}
+{{- end -}}
