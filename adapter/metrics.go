@@ -19,6 +19,7 @@ type Metrics struct {
 	metricsServed *prometheus.GaugeVec
 	reloadTime    prometheus.Gauge
 	reloadOK      prometheus.Gauge
+	rulesUnusable prometheus.Gauge
 }
 
 // NewMetrics creates the adapter's collectors and registers them with reg.
@@ -67,8 +68,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 if the last rule file load succeeded, 0 if the last good rules are still being served.",
 		}),
 	}
+	m.rulesUnusable = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "promql_adapter_rules_unusable",
+		Help: "Rules of the serving prometheus-adapter config that answer no request (each logged and listed at /readyz/rules); the others serve.",
+	})
 	reg.MustRegister(m.requests, m.latency, m.queryLatency, m.queryErrors, m.fallbacks, m.skipped,
-		m.rulesLoaded, m.metricsServed, m.reloadTime, m.reloadOK)
+		m.rulesLoaded, m.metricsServed, m.reloadTime, m.reloadOK, m.rulesUnusable)
 	return m
 }
 
@@ -122,5 +127,12 @@ func (m *Metrics) RulesLoaded(n int, ok bool, at time.Time) {
 		m.rulesLoaded.Set(float64(n))
 	} else {
 		m.reloadOK.Set(0)
+	}
+}
+
+// RulesUnusable records how many rules of the serving rule file are unusable.
+func (m *Metrics) RulesUnusable(n int) {
+	if m != nil {
+		m.rulesUnusable.Set(float64(n))
 	}
 }

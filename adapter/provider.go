@@ -361,10 +361,15 @@ func (p *Provider) metricBySelector(ctx context.Context, namespace string, selec
 		}
 		if len(names)*2 < total && regexBytes(names) <= p.opts.MaxRegexBytes {
 			sel.Names = names // a minority of the namespace: name them; else filter afterwards
+		} else if m.NeedsNames {
+			return p.namedInParts(ctx, m, sel, names)
 		}
 	} else if selector != nil && !selector.Empty() {
 		return nil, newStatus(http.StatusBadRequest, metav1.StatusReasonBadRequest,
 			"label selector %q needs a Kubernetes connection to find objects; the adapter runs without one (--lister-kubeconfig)", selector)
+	} else if m.NeedsNames {
+		return nil, newStatus(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
+			"metric %q (rule %d): its metricsQuery reads .LabelValuesByName, so it needs the names of the objects, which the adapter cannot list without a Kubernetes connection (--lister-kubeconfig); ask for one object by name instead", m.Name, m.RuleIndex)
 	}
 	items, _, err := p.values(ctx, m, sel, names)
 	if err != nil {
@@ -385,7 +390,7 @@ func regexBytes(names []string) int {
 func (p *Provider) values(ctx context.Context, m *naming.Metric, sel naming.Selection, allowed []string) ([]custom_metrics.MetricValue, string, error) {
 	query, err := m.Build(sel)
 	if err != nil {
-		return nil, "", newStatus(http.StatusBadRequest, metav1.StatusReasonBadRequest, "metric %q: %v", m.Name, err)
+		return nil, "", buildFailed(m, err)
 	}
 	klog.V(4).InfoS("querying", "metric", m.Name, "query", query)
 	metricID := custom_metrics.MetricIdentifier{Name: m.Name, Selector: selectorOf(sel.Selector)}
@@ -448,7 +453,7 @@ func (p *Provider) external(ctx context.Context, namespace string, metricSelecto
 	}
 	query, err := m.Build(naming.Selection{Namespace: namespace, Selector: metricSelector})
 	if err != nil {
-		return nil, newStatus(http.StatusBadRequest, metav1.StatusReasonBadRequest, "external metric %q: %v", m.Name, err)
+		return nil, buildFailed(m, err)
 	}
 	klog.V(4).InfoS("querying", "metric", m.Name, "query", query)
 	vec, err := p.opts.Querier.Query(ctx, query)
@@ -485,8 +490,7 @@ func (p *Provider) external(ctx context.Context, namespace string, metricSelecto
 // Prometheus rejected the rule's query, 503 when it was slow, down or failing.
 func (p *Provider) queryFailed(m *naming.Metric, query string, err error) error {
 	klog.V(1).InfoS("prometheus query failed", "metric", m.Name, "rule", m.RuleIndex, "query", query, "err", err)
-	var qe *QueryError
-	if errors.As(err, &qe) && qe.Bad {
+	if rejected(err) {
 		return newStatus(http.StatusInternalServerError, metav1.StatusReasonInternalError,
 			"metric %q (rule %d): prometheus rejected the query %s: %v", m.Name, m.RuleIndex, query, err)
 	}

@@ -193,6 +193,15 @@ func (c *checker) prometheusAdapter(ctx context.Context, rules *naming.Rules) []
 			keys = append(keys, k)
 		}
 	}
+	unusable := map[ruleKey]pacompat.Unusable{}
+	for _, u := range pacompat.UnusableRules(rules) {
+		k := ruleKey{u.Section, u.Index}
+		unusable[k] = u
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].section != keys[j].section {
 			return keys[i].section == pacompat.SectionRules // rules before externalRules, as in the file
@@ -205,6 +214,9 @@ func (c *checker) prometheusAdapter(ctx context.Context, rules *naming.Rules) []
 		rr := RuleReport{Rule: o.ref(), Kind: KindPrometheusAdapter, Selector: c.s.queryOf[k]}
 		rr.Metrics = c.metrics(ctx, o)
 		rr.Describes = describesAll(rr.Metrics)
+		if u, ok := unusable[k]; ok {
+			markUnusable(&rr, u)
+		}
 		out = append(out, rr)
 	}
 	for _, q := range rules.Series.SeriesQueries() {
@@ -225,6 +237,29 @@ func (c *checker) prometheusAdapter(ctx context.Context, rules *naming.Rules) []
 	}
 	return out
 }
+
+// markUnusable marks a rule the server loads as unusable, and each metric it lists, BROKEN with the reason.
+func markUnusable(rr *RuleReport, u pacompat.Unusable) {
+	why := "unusable rule: " + oneLine(u.Err.Error())
+	if rr.Selector == "" {
+		rr.Selector = u.SeriesQuery
+	}
+	if len(rr.Metrics) == 0 {
+		rr.Why = why
+		if u.Discovers {
+			rr.Why += " (its seriesQuery yields no metric now; once it does, requests for them fail)"
+		} else {
+			rr.Why += " (it serves no metric)"
+		}
+		return
+	}
+	for i := range rr.Metrics {
+		m := &rr.Metrics[i]
+		m.Status, m.Why = StatusBroken, why+"; requests for this metric fail"
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // describesAll joins the distinct resources of a rule's metrics.
 func describesAll(ms []MetricReport) string {

@@ -28,6 +28,10 @@ type Metric struct {
 	query     string                          // the PromQL with the series name substituted
 	inject    []string                        // vector selector names to inject into; empty means all
 	render    func(Selection) (string, error) // set for rule formats that render text (prometheus-adapter)
+
+	// NeedsNames: the query must be given the object names on every request (prometheus-adapter's
+	// .LabelValuesByName), never a whole namespace to filter afterwards.
+	NeedsNames bool
 }
 
 // NewRendered returns m with its PromQL rendered by another rule format, such as

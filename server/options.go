@@ -24,6 +24,7 @@ type Options struct {
 
 	RulesFile        string
 	RulesFormat      string // auto, native or prometheus-adapter
+	Strict           bool   // refuse a prometheus-adapter config with an unusable rule, as a native one is refused
 	ListerKubeconfig string
 	TrustLoopback    bool // local runs only: no delegated auth, loopback clients are trusted
 
@@ -73,6 +74,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.RulesFile, "config", o.RulesFile, "rule file (required)")
 	fs.StringVar(&o.RulesFormat, "config-format", o.RulesFormat,
 		"rule file format: auto (a prometheus-adapter config is recognised by its rules/externalRules/resourceRules), native or prometheus-adapter")
+	fs.BoolVar(&o.Strict, "strict", o.Strict,
+		"refuse a prometheus-adapter config in which any rule is unusable (as a native rule file always is); by default such a config is served as prometheus-adapter serves it: every usable rule, each unusable one logged, listed at /readyz/rules and counted in promql_adapter_rules_unusable, and the requests for its metrics failed with the reason")
 	fs.DurationVar(&o.RulesReloadInterval, "config-reload-interval", o.RulesReloadInterval,
 		"how often the rule file is checked for changes (a ConfigMap's symlink swap included); a valid change is applied, an invalid one is logged and the last good rules keep serving; 0 disables")
 	fs.StringVar(&o.ListerKubeconfig, "lister-kubeconfig", o.ListerKubeconfig,

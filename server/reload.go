@@ -21,15 +21,17 @@ import (
 type ruleFile struct {
 	path     string
 	format   string // FormatAuto, FormatNative or FormatPrometheusAdapter
+	strict   bool   // refuse a prometheus-adapter config with an unusable rule
 	resolver naming.Resolver
 	metrics  *adapter.Metrics
 	apply    func(*naming.Rules) // installs a valid rule set
 
 	mu       sync.Mutex
-	hash     [sha256.Size]byte // of the last content read, valid or not
-	n        int               // rules in the serving set
-	loadedAt time.Time         // when the serving set was loaded
-	err      error             // why the newest content was rejected; nil when it is serving
+	hash     [sha256.Size]byte   // of the last content read, valid or not
+	n        int                 // rules in the serving set
+	loadedAt time.Time           // when the serving set was loaded
+	err      error               // why the newest content was rejected; nil when it is serving
+	unusable []pacompat.Unusable // rules of the serving set that answer no request (prometheus-adapter format)
 	errAt    time.Time
 }
 
@@ -48,15 +50,21 @@ func (f *ruleFile) load() (*naming.Rules, error) {
 	if same {
 		return nil, nil
 	}
-	rules, n, err := compileRules(f.path, f.format, data, f.resolver)
+	rules, n, err := compileRules(f.path, f.format, data, f.resolver, f.strict)
 	if err != nil {
 		return nil, f.reject(err)
 	}
+	unusable := pacompat.UnusableRules(rules)
+	for _, u := range unusable {
+		klog.ErrorS(u.Err, "prometheus-adapter rule unusable: serving the other rules; requests for its metrics fail with this error (--strict refuses the file instead)",
+			"path", f.path, "rule", u.Rule(), "metricsListed", u.Discovers)
+	}
 	now := time.Now()
 	f.mu.Lock()
-	f.n, f.loadedAt, f.err = n, now, nil
+	f.n, f.loadedAt, f.err, f.unusable = n, now, nil, unusable
 	f.mu.Unlock()
 	f.metrics.RulesLoaded(n, true, now)
+	f.metrics.RulesUnusable(len(unusable))
 	if f.apply != nil {
 		f.apply(rules)
 	}
@@ -99,6 +107,12 @@ func (f *ruleFile) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	defer f.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintf(w, "serving %d rules from %s, loaded at %s\n", f.n, f.path, f.loadedAt.UTC().Format(time.RFC3339))
+	if len(f.unusable) > 0 {
+		fmt.Fprintf(w, "%d rules are unusable; the others serve, requests for their metrics fail (--strict refuses such a file):\n", len(f.unusable))
+		for _, u := range f.unusable {
+			fmt.Fprintf(w, "  %s\n", u)
+		}
+	}
 	if f.err != nil {
 		fmt.Fprintf(w, "the file changed at %s and was rejected; the rules above keep serving:\n%v\n", f.errAt.UTC().Format(time.RFC3339), f.err)
 	}
@@ -113,9 +127,15 @@ const (
 
 // compileRules validates the content of a rule file in the given format; auto tells a
 // prometheus-adapter config (rules, externalRules, resourceRules) from a native one (metrics).
-func compileRules(path, format string, data []byte, resolver naming.Resolver) (*naming.Rules, int, error) {
+// A prometheus-adapter config is loaded as prometheus-adapter loads it, unusable rules reported
+// (pacompat.UnusableRules) rather than refused, unless strict; a native file is always strict.
+func compileRules(path, format string, data []byte, resolver naming.Resolver, strict bool) (*naming.Rules, int, error) {
 	if format == FormatPrometheusAdapter || (format != FormatNative && pacompat.Detect(data)) {
-		rules, warnings, err := pacompat.Load(data, resolver)
+		load := pacompat.LoadLenient
+		if strict {
+			load = pacompat.Load
+		}
+		rules, warnings, err := load(data, resolver)
 		if err != nil {
 			return nil, 0, fmt.Errorf("%s (prometheus-adapter format): %w", path, err)
 		}

@@ -41,7 +41,7 @@ func LoadRules(path string, resolver naming.Resolver) (*naming.Rules, int, error
 	if err != nil {
 		return nil, 0, fmt.Errorf("rule file: %w", err)
 	}
-	return compileRules(path, FormatAuto, data, resolver)
+	return compileRules(path, FormatAuto, data, resolver, false)
 }
 
 // Run serves the metrics APIs until ctx ends. It refuses to start on an invalid rule file.
@@ -84,7 +84,7 @@ func Run(ctx context.Context, o *Options) error {
 		klog.InfoS("running without a cluster: built-in resources only, label selectors on objects are refused")
 	}
 
-	rf := &ruleFile{path: o.RulesFile, format: o.RulesFormat, resolver: resolver, metrics: metrics}
+	rf := &ruleFile{path: o.RulesFile, format: o.RulesFormat, strict: o.Strict, resolver: resolver, metrics: metrics}
 	rules, err := rf.load()
 	if err != nil {
 		return err // refuse to start on an invalid file

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -64,8 +65,11 @@ type request struct {
 //
 // Build is safe for concurrent use.
 func (m *Metric) Build(sel naming.Selection) (string, error) {
-	if m.rule == nil || m.rule.query == nil {
+	if m.rule == nil {
 		return "", errors.New("metric was not produced by Rules.Expand")
+	}
+	if m.rule.query == nil {
+		return "", fmt.Errorf("metric %q: %w", m.Name, m.rule.unusableFault())
 	}
 	req, err := m.request(sel)
 	if err != nil {
@@ -222,10 +226,12 @@ func (m *Metric) render(req *request) (string, error) {
 		GroupBySlice:      req.groupBy,
 	})
 	if err != nil {
-		return "", err
+		return "", &naming.RuleFault{Code: m.rule.renderFailed(), Err: fmt.Errorf("%s: metricsQuery: %w", m.rule.ref(), err)}
 	}
 	if _, err := promqlParser().ParseExpr(q); err != nil {
-		return "", fmt.Errorf("metricsQuery renders invalid PromQL for this request: %w (rendered: %s)", err, oneLine(q))
+		// prometheus-adapter sends it; Prometheus refuses it, and prometheus-adapter answers 500.
+		return "", &naming.RuleFault{Code: http.StatusInternalServerError,
+			Err: fmt.Errorf("%s: metricsQuery renders invalid PromQL for this request: %w (rendered: %s)", m.rule.ref(), err, oneLine(q))}
 	}
 	return q, nil
 }

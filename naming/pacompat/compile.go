@@ -31,6 +31,10 @@ type Rules struct {
 	// accepts that will not do what they seem to.
 	Warnings []string
 
+	// Unusable are the rules Compile refuses; CompileLenient serves the others and keeps these
+	// to report them, and to fail the requests for their metrics as prometheus-adapter does.
+	Unusable []Unusable
+
 	custom   []*rule
 	external []*rule
 }
@@ -47,7 +51,9 @@ type rule struct {
 	conv        *converter
 	namespaced  bool // external rules: the request's namespace becomes a matcher
 	query       *template.Template
-	usesValues  bool // metricsQuery reads .LabelValuesByName
+	usesValues  bool  // metricsQuery reads .LabelValuesByName
+	unusable    error // why the rule is unusable (CompileLenient); its discovery still names metrics
+	emptyQuery  bool  // no metricsQuery: prometheus-adapter renders an empty query
 }
 
 type filter struct {
@@ -85,6 +91,10 @@ func (r *Rules) SeriesQueries() []string {
 // resources, which the resolver must know) and more: a metricsQuery must render valid PromQL for a
 // sample request, and a seriesQuery must be a valid series selector. All errors are reported at once.
 func Compile(cfg *Config, resolver naming.Resolver) (*Rules, error) {
+	return compile(cfg, resolver, false)
+}
+
+func compile(cfg *Config, resolver naming.Resolver, lenient bool) (*Rules, error) {
 	if cfg == nil || resolver == nil {
 		return nil, errors.New("prometheus-adapter config: Compile needs a config and a resolver")
 	}
@@ -103,8 +113,11 @@ func Compile(cfg *Config, resolver naming.Resolver) (*Rules, error) {
 			ru, warns, err := compileRule(sec.name, i, &sec.rules[i], sec.external, resolver)
 			out.Warnings = append(out.Warnings, warns...)
 			if err != nil {
-				errs = append(errs, err)
-				continue
+				out.Unusable = append(out.Unusable, Unusable{Section: sec.name, Index: i, SeriesQuery: sec.rules[i].SeriesQuery, Err: err, Discovers: ru != nil})
+				if ru == nil {
+					continue
+				}
+				ru.unusable = err
 			}
 			*sec.dst = append(*sec.dst, ru)
 		}
@@ -124,12 +137,17 @@ func Compile(cfg *Config, resolver naming.Resolver) (*Rules, error) {
 			}
 		}
 	}
-	if len(errs) > 0 {
+	if len(errs) > 0 || (!lenient && len(out.Unusable) > 0) {
+		for _, u := range slices.Backward(out.Unusable) {
+			errs = slices.Insert(errs, 0, u.Err)
+		}
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
 }
 
+// compileRule compiles one rule. When only its metricsQuery is at fault, it returns the rule
+// with the error: its discovery still names metrics, which a lenient load serves as failing.
 func compileRule(section string, i int, r *Rule, external bool, resolver naming.Resolver) (*rule, []string, error) {
 	var warns []string
 	warn := func(format string, args ...any) {
@@ -229,8 +247,10 @@ func compileRule(section string, i int, r *Rule, external bool, resolver naming.
 	}
 
 	// Querying.
+	discovers := len(errs) == 0 && conv != nil
 	switch {
 	case strings.TrimSpace(r.MetricsQuery) == "":
+		ru.emptyQuery = true
 		fail("metricsQuery", errors.New("required: prometheus-adapter renders an empty query and fails every request"))
 	default:
 		t, err := parseTemplate(r.MetricsQuery)
@@ -247,6 +267,9 @@ func compileRule(section string, i int, r *Rule, external bool, resolver naming.
 		}
 	}
 	if len(errs) > 0 {
+		if discovers {
+			return ru, warns, errors.Join(errs...)
+		}
 		return nil, warns, errors.Join(errs...)
 	}
 	return ru, warns, nil
