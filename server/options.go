@@ -41,6 +41,10 @@ type Options struct {
 	ClientQPS            float32
 	ClientBurst          int
 
+	// APIs are the API groups served (--apis: custom, external, resource); nil means custom and
+	// external, plus resource when the rule file has resource rules.
+	APIs []string
+
 	// Registerer receives the adapter's own metrics; nil means the registry that /metrics serves
 	// (k8s.io/component-base's legacyregistry, one per process). A second server in the same
 	// process, as in tests, passes its own.
@@ -89,6 +93,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.SeriesMaxAge, "series-max-age", o.SeriesMaxAge, "how long a discovered metric stays served after its series was last seen")
 	fs.Float32Var(&o.ClientQPS, "client-qps", o.ClientQPS, "kube-apiserver client QPS (only informers and discovery use it; requests never list)")
 	fs.IntVar(&o.ClientBurst, "client-burst", o.ClientBurst, "kube-apiserver client burst")
+	fs.StringSliceVar(&o.APIs, "apis", o.APIs,
+		"API groups to serve, any of custom (custom.metrics.k8s.io), external (external.metrics.k8s.io), resource (metrics.k8s.io, kubectl top); default custom,external plus resource when the rule file has resource rules. Discovery lists only these")
 }
 
 // Validate checks the flags that do not need I/O.
@@ -117,6 +123,9 @@ func (o *Options) Validate() error {
 	}
 	if _, err := o.headers(); err != nil {
 		errs = append(errs, err)
+	}
+	if o.APIs != nil {
+		errs = append(errs, validateAPIs(o.APIs))
 	}
 	return errors.Join(errs...)
 }
