@@ -39,7 +39,9 @@ func (o onePod) Pod(ns, name string) (*corev1.Pod, error) {
 
 type noNodes struct{}
 
-func (noNodes) Nodes(labels.Selector) ([]*metav1.PartialObjectMetadata, bool, error) { return nil, true, nil }
+func (noNodes) Nodes(labels.Selector) ([]*metav1.PartialObjectMetadata, bool, error) {
+	return nil, true, nil
+}
 func (noNodes) Node(name string) (*metav1.PartialObjectMetadata, error) {
 	return nil, apierrors.NewNotFound(metrics.Resource("nodemetrics"), name)
 }
