@@ -93,3 +93,9 @@ func (o *InformerObjects) Names(ctx context.Context, res naming.Resource, namesp
 	}
 	return names, len(all), nil
 }
+
+// Lister returns the shared metadata informer's lister for res, starting it on first use, so
+// other APIs (metrics.k8s.io) read the same cache.
+func (o *InformerObjects) Lister(res naming.Resource) (cache.GenericLister, cache.InformerSynced) {
+	return o.lister(gvr(res))
+}

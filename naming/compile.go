@@ -56,9 +56,10 @@ type Template struct {
 
 // Rules is a validated rule file.
 type Rules struct {
-	Metrics   []*Metric   // fixed-name metrics
-	Templates []*Template // discovery rules
-	Series    SeriesRules // rules that need each series' label names (prometheus-adapter's format); may be nil
+	Metrics   []*Metric      // fixed-name metrics
+	Templates []*Template    // discovery rules
+	Series    SeriesRules    // rules that need each series' label names (prometheus-adapter's format); may be nil
+	Resource  *ResourceRules // metrics.k8s.io (cpu and memory); nil when the file has none
 }
 
 // SeriesLabels is one listed series reduced to its name and label names.
@@ -106,6 +107,13 @@ func Compile(cfg *Config, resolver Resolver) (*Rules, error) {
 		if tmpl != nil {
 			out.Templates = append(out.Templates, tmpl)
 		}
+	}
+	if cfg.Resources != nil {
+		rr, err := CompileResources(cfg.Resources)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		out.Resource = rr
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -23,6 +23,8 @@ const SeriesPlaceholder = "__series__"
 type Config struct {
 	// Metrics are the rules, each exposing one metric or, with Discover, one per discovered series.
 	Metrics []Rule `json:"metrics"`
+	// Resources, when set, serve metrics.k8s.io (CPU and memory of pods and nodes).
+	Resources *ResourceConfig `json:"resources,omitempty"`
 }
 
 // Rule exposes one metric from one PromQL query.
@@ -93,15 +95,22 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil, fmt.Errorf("rule file is not valid YAML: %w", err)
 	}
 	var top struct {
-		Metrics []json.RawMessage `json:"metrics"`
+		Metrics   []json.RawMessage `json:"metrics"`
+		Resources json.RawMessage   `json:"resources"`
 	}
 	if err := decodeStrict(js, &top); err != nil {
 		return nil, fmt.Errorf("rule file: %w", err)
 	}
-	if len(top.Metrics) == 0 {
-		return nil, errors.New("rule file: no rules under \"metrics\"")
+	if len(top.Metrics) == 0 && top.Resources == nil {
+		return nil, errors.New("rule file: no rules under \"metrics\" (nor a \"resources\" section)")
 	}
 	cfg := &Config{Metrics: make([]Rule, len(top.Metrics))}
+	if top.Resources != nil {
+		cfg.Resources = &ResourceConfig{}
+		if err := decodeStrict(top.Resources, cfg.Resources); err != nil {
+			return nil, fmt.Errorf("rule file: resources: %w", err)
+		}
+	}
 	var errs []error
 	for i, raw := range top.Metrics {
 		if err := decodeStrict(raw, &cfg.Metrics[i]); err != nil {

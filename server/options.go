@@ -43,6 +43,9 @@ type Options struct {
 	ClientBurst          int
 
 	pa paFlags // prometheus-adapter's flag names (paflags.go)
+	// APIs are the API groups served (--apis: custom, external, resource); nil means custom and
+	// external, plus resource when the rule file has resource rules.
+	APIs []string
 
 	// Registerer receives the adapter's own metrics; nil means the registry that /metrics serves
 	// (k8s.io/component-base's legacyregistry, one per process). A second server in the same
@@ -95,6 +98,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float32Var(&o.ClientQPS, "client-qps", o.ClientQPS, "kube-apiserver client QPS (only informers and discovery use it; requests never list)")
 	fs.IntVar(&o.ClientBurst, "client-burst", o.ClientBurst, "kube-apiserver client burst")
 	o.addPrometheusAdapterFlags(fs)
+	fs.StringSliceVar(&o.APIs, "apis", o.APIs,
+		"API groups to serve, any of custom (custom.metrics.k8s.io), external (external.metrics.k8s.io), resource (metrics.k8s.io, kubectl top); default custom,external plus resource when the rule file has resource rules. Discovery lists only these")
 }
 
 // Validate checks the flags that do not need I/O.
@@ -126,6 +131,9 @@ func (o *Options) Validate() error {
 	}
 	if _, err := o.headers(); err != nil {
 		errs = append(errs, err)
+	}
+	if o.APIs != nil {
+		errs = append(errs, validateAPIs(o.APIs))
 	}
 	return errors.Join(errs...)
 }

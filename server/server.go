@@ -16,6 +16,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -27,9 +28,12 @@ import (
 	generatedcore "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/core"
 	generatedcm "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/custommetrics"
 	generatedem "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/externalmetrics"
+	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/naming"
+	"github.com/promql-adapter/promql-adapter/resourcemetrics"
+	resourceopenapi "github.com/promql-adapter/promql-adapter/resourcemetrics/openapi"
 )
 
 // Name is the API server's name in logs and OpenAPI.
@@ -90,6 +94,13 @@ func Run(ctx context.Context, o *Options) error {
 		return err // refuse to start on an invalid file
 	}
 	warm(objects, rules)
+	apis, err := resolveAPIs(o.APIs, rules.Resource != nil, objects != nil)
+	if err != nil {
+		return err
+	}
+	if !apis.resource && rules.Resource != nil {
+		klog.InfoS("the rule file has resource rules, but --apis leaves out resource: metrics.k8s.io is not served", "apis", apis.String())
+	}
 
 	promCfg, err := o.PrometheusConfig()
 	if err != nil {
@@ -100,6 +111,10 @@ func Run(ctx context.Context, o *Options) error {
 		return err
 	}
 	p := adapter.NewProvider(adapter.Options{Querier: prom, Objects: objects, Metrics: metrics}, rules)
+	var rp *resourcemetrics.Provider
+	if apis.resource {
+		rp = resourcemetrics.NewProvider(prom, rules.Resource)
+	}
 	if p.HasDiscovery() {
 		// List discovered metrics before serving; if Prometheus is not there yet, the background relist finds them.
 		dctx, cancel := context.WithTimeout(ctx, o.PrometheusTimeout)
@@ -112,6 +127,9 @@ func Run(ctx context.Context, o *Options) error {
 	rf.apply = func(r *naming.Rules) {
 		warm(objects, r)
 		p.SetRules(r) // requests in flight finish with the rules they started with
+		if rp != nil {
+			rp.SetRules(r.Resource)
+		}
 		if p.HasDiscovery() {
 			go func() { _ = p.Discover(ctx, o.SeriesMaxAge, o.SeriesMaxAge) }()
 		}
@@ -120,11 +138,16 @@ func Run(ctx context.Context, o *Options) error {
 		go rf.watch(ctx, o.RulesReloadInterval)
 	}
 
-	srv, err := newServer(o, kubeConfig, p, rf)
+	srv, err := newServer(o, kubeConfig, p, rf, apis)
 	if err != nil {
 		return err
 	}
-	klog.InfoS("serving", "rules", o.RulesFile, "metrics", len(rules.Metrics), "discoveryRules", len(rules.Templates), "prometheus", o.PrometheusURL, "trustLoopback", o.TrustLoopback)
+	if rp != nil {
+		if err := installResourceMetrics(ctx, srv, kubeConfig, objects, rp); err != nil {
+			return err
+		}
+	}
+	klog.InfoS("serving", "apis", apis.String(), "rules", o.RulesFile, "metrics", len(rules.Metrics), "discoveryRules", len(rules.Templates), "prometheus", o.PrometheusURL, "trustLoopback", o.TrustLoopback)
 	return srv.GenericAPIServer.PrepareRun().RunWithContext(ctx)
 }
 
@@ -166,7 +189,7 @@ func clientConfig(kubeconfig string) (*rest.Config, error) {
 
 // newServer builds the generic API server the way custom-metrics-apiserver's AdapterBase does,
 // except that --trust-loopback replaces delegated authentication and authorization.
-func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, rf *ruleFile) (*apiserver.CustomMetricsAdapterServer, error) {
+func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, rf *ruleFile, apis servedAPIs) (*apiserver.CustomMetricsAdapterServer, error) {
 	so := o.Server
 	if err := so.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
 		return nil, fmt.Errorf("self-signed serving certificate: %w", err)
@@ -192,14 +215,14 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, rf *rul
 	}
 	defs := func(ref openapicommon.ReferenceCallback) map[string]openapicommon.OpenAPIDefinition {
 		out := generatedcore.GetOpenAPIDefinitions(ref)
-		for _, get := range []openapicommon.GetOpenAPIDefinitions{generatedcm.GetOpenAPIDefinitions, generatedem.GetOpenAPIDefinitions} {
+		for _, get := range []openapicommon.GetOpenAPIDefinitions{generatedcm.GetOpenAPIDefinitions, generatedem.GetOpenAPIDefinitions, resourceopenapi.GetOpenAPIDefinitions} {
 			for k, v := range get(ref) {
 				out[k] = v
 			}
 		}
 		return out
 	}
-	namer := openapinamer.NewDefinitionNamer(apiserver.Scheme)
+	namer := openapinamer.NewDefinitionNamer(apiserver.Scheme, resourcemetrics.Scheme)
 	cfg.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(defs, namer)
 	cfg.OpenAPIConfig.Info.Title, cfg.OpenAPIConfig.Info.Version = Name, "1.0.0"
 	cfg.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(defs, namer)
@@ -207,12 +230,20 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, rf *rul
 	cfg.EnableMetrics = true
 	cfg.FlowControl = nil
 
-	srv, err := (&apiserver.Config{GenericConfig: &cfg.Config}).Complete(nil).New(Name, p, p)
+	var cm cmprovider.CustomMetricsProvider
+	var em cmprovider.ExternalMetricsProvider
+	if apis.custom {
+		cm = p
+	}
+	if apis.external {
+		em = p
+	}
+	srv, err := (&apiserver.Config{GenericConfig: &cfg.Config}).Complete(nil).New(Name, cm, em)
 	if err != nil {
 		return nil, fmt.Errorf("api server: %w", err)
 	}
 	if err := srv.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("rules-loaded", func(*http.Request) error {
-		if len(p.ListAllMetrics())+len(p.ListAllExternalMetrics()) == 0 && !p.HasDiscovery() {
+		if len(p.ListAllMetrics())+len(p.ListAllExternalMetrics()) == 0 && !p.HasDiscovery() && !apis.resource {
 			return errors.New("no metrics are served")
 		}
 		return nil
@@ -235,4 +266,23 @@ func (loopbackAuthenticator) AuthenticateRequest(req *http.Request) (*authentica
 		return nil, false, fmt.Errorf("--trust-loopback: %s is not a loopback client", host)
 	}
 	return &authenticator.Response{User: &user.DefaultInfo{Name: "loopback", Groups: []string{user.AllAuthenticated}}}, true, nil
+}
+
+// installResourceMetrics serves metrics.k8s.io from rp, with pods from a stripped pod informer and
+// nodes from the shared metadata informers.
+func installResourceMetrics(ctx context.Context, srv *apiserver.CustomMetricsAdapterServer, kubeConfig *rest.Config, objects adapter.Objects, rp *resourcemetrics.Provider) error {
+	io, ok := objects.(*adapter.InformerObjects)
+	if !ok || kubeConfig == nil {
+		return errors.New("metrics.k8s.io needs the cluster's pods and nodes: give --lister-kubeconfig or run in a cluster")
+	}
+	cs, err := kubernetes.NewForConfig(kubeConfig)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	nodes, err := naming.BuiltinResources().Resolve("nodes")
+	if err != nil {
+		return err
+	}
+	nl, synced := io.Lister(nodes)
+	return resourcemetrics.Install(srv.GenericAPIServer, rp, resourcemetrics.NewPodCache(ctx, cs), &resourcemetrics.NodeCache{Lister: nl, Synced: synced})
 }

@@ -125,6 +125,12 @@ func TestScrapeMetrics(t *testing.T) {
 			"namespace=ns,service=web-svc": 7.5, "namespace=jobs,service=worker": 1.5}},
 		loadsim.MetricQueue: {dto.MetricType_GAUGE, map[string]float64{
 			"namespace=ns,queue=web": 0, "namespace=jobs,queue=worker": 60}},
+		// ELU 0.75 for 2 s; one container named after the Deployment (the fake source knows no containers).
+		loadsim.MetricContainerCPU: {dto.MetricType_COUNTER, map[string]float64{
+			"container=web,namespace=ns,pod=web-0": 1.5, "container=web,namespace=ns,pod=web-1": 1.5}},
+		loadsim.MetricContainerMemory: {dto.MetricType_GAUGE, map[string]float64{
+			"container=web,namespace=ns,pod=web-0": loadsim.ContainerMemoryBase + 0.75*loadsim.ContainerMemoryPerELU,
+			"container=web,namespace=ns,pod=web-1": loadsim.ContainerMemoryBase + 0.75*loadsim.ContainerMemoryPerELU}},
 	}
 	if len(fams) != len(want) {
 		var names []string

@@ -123,8 +123,10 @@ type target struct {
 	selector labels.Selector
 	load     float64
 	queue    float64
-	pods     []string           // Ready pods as of the last step, sorted.
-	requests map[string]float64 // Pod name to http_requests_total value.
+	pods     []string             // Ready pods as of the last step, sorted.
+	requests map[string]float64   // Pod name to http_requests_total value.
+	cpu      map[string]float64   // Pod name to CPU seconds (container_cpu_usage_seconds_total summed over containers).
+	detail   map[string]podDetail // Pod name to its containers and node.
 }
 
 // Simulator simulates the targets and serves their metrics and control API; its methods are safe for concurrent use.
@@ -138,6 +140,7 @@ type Simulator struct {
 	last    time.Time // Time of the last step.
 	targets []*target // In configuration order.
 	byKey   map[targetKey]*target
+	nodeCPU map[string]float64 // Node name to CPU seconds, for every node a Ready pod was seen on.
 }
 
 // New validates opts, reads the initial Ready pods and returns a Simulator whose metrics are in its own registry.
@@ -152,11 +155,12 @@ func New(opts Options) (*Simulator, error) {
 		return nil, fmt.Errorf("loadsim: negative tick period %s", opts.TickPeriod)
 	}
 	s := &Simulator{
-		clock:  opts.Clock,
-		source: opts.Pods,
-		period: opts.TickPeriod,
-		reg:    prometheus.NewRegistry(),
-		byKey:  map[targetKey]*target{},
+		clock:   opts.Clock,
+		source:  opts.Pods,
+		period:  opts.TickPeriod,
+		reg:     prometheus.NewRegistry(),
+		byKey:   map[targetKey]*target{},
+		nodeCPU: map[string]float64{},
 	}
 	if s.clock == nil {
 		s.clock = realClock{}
@@ -214,7 +218,7 @@ func newTarget(cfg Target) (*target, error) {
 		return nil, fmt.Errorf("loadsim: target %s: selector: %w", name, err)
 	}
 	cfg.MatchLabels = maps.Clone(cfg.MatchLabels)
-	return &target{cfg: cfg, selector: sel, load: cfg.Load, requests: map[string]float64{}}, nil
+	return &target{cfg: cfg, selector: sel, load: cfg.Load, requests: map[string]float64{}, cpu: map[string]float64{}, detail: map[string]podDetail{}}, nil
 }
 
 // checkValue reports whether v is usable as a load or queue length.
@@ -251,16 +255,19 @@ func (s *Simulator) Tick() {
 	// The pod source is asked outside the lock; s.targets and their configs never change.
 	now := s.clock.Now()
 	ready := make([][]string, len(s.targets))
+	details := make([]map[string]podDetail, len(s.targets))
 	for i, t := range s.targets {
 		pods := slices.Clone(s.source.ReadyPods(t.cfg.Namespace, t.selector))
 		slices.Sort(pods)
 		ready[i] = slices.Compact(pods)
+		details[i] = s.details(t, ready[i])
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, t := range s.targets {
 		t.setPods(ready[i])
+		t.detail = details[i]
 	}
 	s.advanceLocked(now)
 }
@@ -270,6 +277,7 @@ func (t *target) setPods(pods []string) {
 	for p := range t.requests {
 		if _, ok := slices.BinarySearch(pods, p); !ok {
 			delete(t.requests, p)
+			delete(t.cpu, p)
 		}
 	}
 	for _, p := range pods {
@@ -297,6 +305,7 @@ func (s *Simulator) advanceLocked(now time.Time) {
 		}
 		t.queue = max(0, t.queue+(t.load-n*t.cfg.Capacity)*dt)
 	}
+	s.advanceResourcesLocked(dt)
 }
 
 // lookupLocked returns the target namespace/deployment; s.mu must be held.

@@ -16,6 +16,7 @@ const (
 type collector struct {
 	s                                              *Simulator
 	descELU, descRequests, descInFlight, descQueue *prometheus.Desc
+	resources                                      resourceDescs
 }
 
 // newCollector returns the collector of s.
@@ -30,6 +31,7 @@ func newCollector(s *Simulator) *collector {
 			"Simulated requests in flight at a Service (load x 50ms).", []string{"namespace", "service"}, nil),
 		descQueue: prometheus.NewDesc(MetricQueue,
 			"Simulated messages ready in the queue consumed by a Deployment.", []string{"namespace", "queue"}, nil),
+		resources: newResourceDescs(),
 	}
 }
 
@@ -39,6 +41,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.descRequests
 	ch <- c.descInFlight
 	ch <- c.descQueue
+	c.resources.describe(ch)
 }
 
 // Collect sends the current samples; a pod matched by several targets is exported once per metric, for the first target.
@@ -65,4 +68,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.descInFlight, prometheus.GaugeValue, t.inFlight(), ns, svc)
 		ch <- prometheus.MustNewConstMetric(c.descQueue, prometheus.GaugeValue, t.queue, ns, t.cfg.Deployment)
 	}
+	c.resources.collectLocked(s, ch)
 }

@@ -107,3 +107,20 @@ func IsPodReady(pod *corev1.Pod) bool {
 	}
 	return false
 }
+
+// Details implements PodDetails: the pod's container names and node, from the cache.
+func (p *InformerPods) Details(namespace, pod string) ([]string, string) {
+	l := p.listers[namespace]
+	if l == nil {
+		return nil, ""
+	}
+	o, err := l.Get(pod)
+	if err != nil {
+		return nil, ""
+	}
+	cs := make([]string, len(o.Spec.Containers))
+	for i, c := range o.Spec.Containers {
+		cs[i] = c.Name
+	}
+	return cs, o.Spec.NodeName
+}

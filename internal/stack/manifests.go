@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -50,7 +51,11 @@ func ReadManifests(root string, files ...string) ([]*unstructured.Unstructured, 
 
 // applyManifests server-side-applies deploy/ with the local differences.
 func (s *Stack) applyManifests(ctx context.Context) error {
-	objs, err := ReadManifests(s.opts.RepoRoot, manifests...)
+	files := manifests
+	if s.opts.ResourceMetrics {
+		files = append(slices.Clone(manifests), "deploy/apiservice-resource.yaml")
+	}
+	objs, err := ReadManifests(s.opts.RepoRoot, files...)
 	if err != nil {
 		return err
 	}

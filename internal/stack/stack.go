@@ -48,7 +48,10 @@ type Options struct {
 	RulesFile string           // the adapter's rule file
 	Targets   []loadsim.Target // simulated Deployments; Start creates their namespaces
 	Cluster   localcluster.Options
-	Logf      func(format string, args ...any)
+	// ResourceMetrics registers metrics.k8s.io (deploy/apiservice-resource.yaml) with the adapter behind it;
+	// the rule file must have resource rules.
+	ResourceMetrics bool
+	Logf            func(format string, args ...any)
 }
 
 // Stack is a running local environment.
@@ -288,7 +291,11 @@ func (s *Stack) WaitMetricsAPI(ctx context.Context, timeout time.Duration) error
 	rc := s.Kube.Discovery().RESTClient()
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		for _, p := range []string{"/apis/custom.metrics.k8s.io/v1beta2", "/apis/custom.metrics.k8s.io/v1beta1", "/apis/external.metrics.k8s.io/v1beta1"} {
+		paths := []string{"/apis/custom.metrics.k8s.io/v1beta2", "/apis/custom.metrics.k8s.io/v1beta1", "/apis/external.metrics.k8s.io/v1beta1"}
+		if s.opts.ResourceMetrics {
+			paths = append(paths, "/apis/metrics.k8s.io/v1", "/apis/metrics.k8s.io/v1beta1")
+		}
+		for _, p := range paths {
 			if _, last = rc.Get().AbsPath(p).DoRaw(ctx); last != nil {
 				return false, nil
 			}
@@ -304,6 +311,14 @@ func (s *Stack) WaitMetricsAPI(ctx context.Context, timeout time.Duration) error
 
 // CreateWorkload creates a Deployment whose pods kwok makes Ready, and a Service in front of it.
 func (s *Stack) CreateWorkload(ctx context.Context, t loadsim.Target, replicas int32) error {
+	return s.CreateWorkloadRequesting(ctx, t, replicas, nil)
+}
+
+// CreateWorkloadRequesting is CreateWorkload with resource requests on the pods' container (for HPA type: Resource).
+func (s *Stack) CreateWorkloadRequesting(ctx context.Context, t loadsim.Target, replicas int32, requests corev1.ResourceList) error {
+	if requests == nil {
+		requests = corev1.ResourceList{}
+	}
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: t.Deployment, Namespace: t.Namespace, Labels: t.MatchLabels},
 		Spec: appsv1.DeploymentSpec{
@@ -316,7 +331,7 @@ func (s *Stack) CreateWorkload(ctx context.Context, t loadsim.Target, replicas i
 					Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 					Containers: []corev1.Container{{
 						Name: "app", Image: "fake-image:latest",
-						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{}},
+						Resources: corev1.ResourceRequirements{Requests: requests},
 					}},
 				},
 			},

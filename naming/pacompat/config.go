@@ -22,7 +22,7 @@ import (
 type Config struct {
 	// Rules are the custom.metrics.k8s.io discovery rules (`rules`).
 	Rules []Rule `yaml:"rules"`
-	// ResourceRules configure metrics.k8s.io (`resourceRules`); parsed, not served.
+	// ResourceRules configure metrics.k8s.io (`resourceRules`).
 	ResourceRules *ResourceRules `yaml:"resourceRules,omitempty"`
 	// ExternalRules are the external.metrics.k8s.io discovery rules (`externalRules`).
 	ExternalRules []Rule `yaml:"externalRules,omitempty"`
@@ -72,7 +72,7 @@ type NameMapping struct {
 	As      string `yaml:"as"`      // $0, $1, ${name}; empty means $0 without capture groups, $1 with one
 }
 
-// ResourceRules configure prometheus-adapter's resource metrics (metrics.k8s.io), which promql-adapter does not serve.
+// ResourceRules configure prometheus-adapter's resource metrics (metrics.k8s.io).
 type ResourceRules struct {
 	CPU    ResourceRule   `yaml:"cpu"`    // CPU usage queries
 	Memory ResourceRule   `yaml:"memory"` // memory usage queries
@@ -227,9 +227,6 @@ func Parse(data []byte) (*Config, error) {
 	}
 	if len(cfg.Rules) == 0 && len(cfg.ExternalRules) == 0 && cfg.ResourceRules == nil {
 		return nil, errors.New("prometheus-adapter config: no rules, externalRules or resourceRules")
-	}
-	if cfg.ResourceRules != nil {
-		cfg.Warnings = append(cfg.Warnings, "resourceRules: parsed but not served: promql-adapter serves custom.metrics.k8s.io and external.metrics.k8s.io only; keep metrics-server (or another metrics.k8s.io server) for CPU and memory")
 	}
 	return cfg, nil
 }

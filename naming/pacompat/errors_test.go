@@ -196,7 +196,6 @@ resourceRules: {window: 1m}
 	}
 	got := strings.Join(rules.Warnings, "\n")
 	for _, w := range []string{
-		"resourceRules: parsed but not served",
 		"rules[0] (seriesQuery up): resources.namespaced applies to externalRules only",
 		"rules[0] (seriesQuery up): neither resources.template nor resources.overrides",
 		`labels "po" and "pod" both map to pods`,

@@ -17,7 +17,13 @@ func Load(data []byte, resolver naming.Resolver) (*naming.Rules, []string, error
 	if err != nil {
 		return nil, nil, err
 	}
-	return &naming.Rules{Series: seriesRules{rules}}, rules.Warnings, nil
+	out := &naming.Rules{Series: seriesRules{rules}}
+	if cfg.ResourceRules != nil {
+		if out.Resource, err = CompileResourceRules(cfg.ResourceRules, resolver); err != nil {
+			return nil, nil, err
+		}
+	}
+	return out, rules.Warnings, nil
 }
 
 // seriesRules serves prometheus-adapter rules through naming.SeriesRules.

@@ -63,12 +63,13 @@ func run(m *testing.M) int {
 	defer cancel()
 	start := time.Now()
 	st, err = stack.Start(ctx, stack.Options{
-		RepoRoot:  root,
-		BinDir:    binDir,
-		RulesFile: filepath.Join(root, "testdata/rules/e2e.yaml"),
-		Targets:   []loadsim.Target{web, api, worker, sleepy, pushy, office, alerty, queueTarget("quiet"), legacy, benchPush, benchSignal, selfzero},
-		Cluster:   localcluster.Options{HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second},
-		Logf:      func(f string, a ...any) { fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...) },
+		RepoRoot:        root,
+		BinDir:          binDir,
+		RulesFile:       filepath.Join(root, "testdata/rules/e2e.yaml"),
+		Targets:         []loadsim.Target{web, api, worker, sleepy, pushy, office, alerty, queueTarget("quiet"), legacy, benchPush, benchSignal, selfzero, hot},
+		Cluster:         localcluster.Options{HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second},
+		ResourceMetrics: true,
+		Logf:            func(f string, a ...any) { fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...) },
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
