@@ -295,7 +295,10 @@ func TestE2EWakeLosesAPIServer(t *testing.T) {
 	if err := st.Sim.SetQueue(ns, "haidle", 50); err != nil {
 		t.Fatal(err)
 	}
-	waitSpecReplicas(t, "haidle", 1, 30*time.Second)
+	eventually(t, 30*time.Second, "haidle woken", func() (bool, string) {
+		got := replicas(t, "haidle")
+		return got >= 1, fmt.Sprintf("replicas %d", got)
+	})
 	time.Sleep(2 * time.Second) // a second replica acting would have done so by now (poll 500 ms)
 	after := map[string]float64{"wake-ha-a": actions(t, a), "wake-ha-b": actions(t, b)}
 	if after[holder] <= before[holder] || after[standby] != before[standby] {
