@@ -14,7 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
@@ -23,7 +22,6 @@ import (
 	"k8s.io/client-go/scale"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	custommetrics "k8s.io/metrics/pkg/client/custom_metrics"
@@ -46,10 +44,16 @@ type ControllerOptions struct {
 	PollSleeping time.Duration
 	// PollAwake is how often an awake target is checked for idleness (default 5s).
 	PollAwake time.Duration
-	// Leader reports whether this replica acts and, if not, who does; nil means always the leader.
-	Leader  func() (bool, string)
-	Metrics *Metrics
-	Now     func() time.Time
+	// Workers is how many HPAs are decided at once (default 4).
+	Workers int
+	// ReadTimeout bounds each read of an activation signal through the metrics APIs (default 5s).
+	ReadTimeout time.Duration
+	// Leadership says whether this replica acts, and under which context; nil means it always acts.
+	Leadership *Leadership
+	// OnTargets, if set, is told the number of opted-in HPAs whenever it changes (Run sizes the client rate with it).
+	OnTargets func(n int)
+	Metrics   *Metrics
+	Now       func() time.Time
 }
 
 // Controller scales opted-in HPA targets to zero when idle and back to one on demand.
@@ -60,9 +64,12 @@ type Controller struct {
 	synced  cache.InformerSynced
 	factory informers.SharedInformerFactory
 	queue   workqueue.TypedDelayingInterface[types.NamespacedName]
+	locks   keyLocks // one decision or push at a time per HPA
 
-	mu    sync.Mutex
-	state map[types.NamespacedName]State // in-memory idle timers; sleeping state is also persisted on the HPA
+	mu      sync.Mutex
+	state   map[types.NamespacedName]State  // in-memory idle timers; sleeping state is also persisted on the HPA
+	pushes  map[types.NamespacedName]uint64 // pushes seen per HPA: a decision whose reads a push overtook does not act
+	targets int                             // opted-in HPAs last counted
 }
 
 // NewController builds a controller over every namespace's HPAs.
@@ -76,8 +83,14 @@ func NewController(c Clients, o ControllerOptions) *Controller {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Leader == nil {
-		o.Leader = func() (bool, string) { return true, "" }
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 5 * time.Second
+	}
+	if o.Leadership == nil {
+		o.Leadership = AlwaysLeading(context.Background())
 	}
 	factory := informers.NewSharedInformerFactory(c.Kube, 10*time.Minute)
 	inf := factory.Autoscaling().V2().HorizontalPodAutoscalers()
@@ -88,6 +101,8 @@ func NewController(c Clients, o ControllerOptions) *Controller {
 		factory: factory,
 		queue:   workqueue.NewTypedDelayingQueue[types.NamespacedName](),
 		state:   map[types.NamespacedName]State{},
+		locks:   keyLocks{m: map[types.NamespacedName]*keyLock{}},
+		pushes:  map[types.NamespacedName]uint64{},
 	}
 	enqueue := func(obj any) {
 		if h, ok := obj.(*autoscalingv2.HorizontalPodAutoscaler); ok {
@@ -101,24 +116,36 @@ func NewController(c Clients, o ControllerOptions) *Controller {
 	return ctl
 }
 
-// Run processes HPAs until ctx ends.
+// Run processes HPAs with Workers workers until ctx ends.
 func (ctl *Controller) Run(ctx context.Context) error {
 	ctl.factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), ctl.synced) {
 		return errors.New("HPA cache did not sync")
 	}
 	go func() { <-ctx.Done(); ctl.queue.ShutDown() }()
-	for {
-		key, shutdown := ctl.queue.Get()
-		if shutdown {
-			return nil
-		}
-		next := ctl.sync(ctx, key)
-		ctl.queue.Done(key)
-		if next > 0 {
-			ctl.queue.AddAfter(key, next)
-		}
+	var wg sync.WaitGroup
+	for range ctl.o.Workers {
+		wg.Go(func() {
+			for ctl.processNext(ctx) {
+			}
+		})
 	}
+	wg.Wait()
+	return nil
+}
+
+// processNext decides one HPA; false once the queue shuts down.
+func (ctl *Controller) processNext(ctx context.Context) bool {
+	key, shutdown := ctl.queue.Get()
+	if shutdown {
+		return false
+	}
+	next := ctl.sync(ctx, key)
+	ctl.queue.Done(key)
+	if next > 0 {
+		ctl.queue.AddAfter(key, next)
+	}
+	return true
 }
 
 // sync runs one decision for an HPA and says when to look again (0: only on change).
@@ -141,12 +168,21 @@ func (ctl *Controller) sync(ctx context.Context, key types.NamespacedName) time.
 		ctl.c.Recorder.Eventf(h, corev1.EventTypeWarning, "InvalidScaleToZeroPolicy", "%v", err)
 		return 0 // the next change to the HPA brings it back
 	}
-	if leader, _ := ctl.o.Leader(); !leader {
-		return ctl.o.PollAwake
+	term, _ := ctl.o.Leadership.Leading()
+	if term == nil {
+		return ctl.o.PollAwake // ResyncAll queues every HPA again when this replica starts leading
 	}
+	// Every read and write below ends with the term: a replica that lost the Lease stops mid-way.
+	ctx, cancel := underTerm(ctx, term)
+	defer cancel()
+	ctl.mu.Lock()
+	pushes := ctl.pushes[key]
+	ctl.mu.Unlock()
 	sc, gr, err := ctl.getScale(ctx, h)
 	if err != nil {
-		ctl.c.Recorder.Eventf(h, corev1.EventTypeWarning, "FailedGetScale", "scale-to-zero: %v", err)
+		if ctx.Err() == nil {
+			ctl.c.Recorder.Eventf(h, corev1.EventTypeWarning, "FailedGetScale", "scale-to-zero: %v", err)
+		}
 		return ctl.o.PollAwake
 	}
 	st, err := ctl.loadState(key, h)
@@ -161,7 +197,23 @@ func (ctl *Controller) sync(ctx context.Context, key types.NamespacedName) time.
 		minReplicas = *h.Spec.MinReplicas
 	}
 	now := ctl.o.Now()
+	// Decide and act under the HPA's lock, and only if no push came in since the reads above:
+	// a push answered "woken" must never be undone by a decision taken on older data.
+	unlock, err := ctl.locks.lock(ctx, key)
+	if err != nil {
+		return ctl.o.PollAwake // the term ended while the signals were read
+	}
+	defer unlock()
+	ctl.mu.Lock()
+	overtaken := ctl.pushes[key] != pushes
+	ctl.mu.Unlock()
+	if overtaken {
+		return ctl.o.PollSleeping // decide again on fresh reads
+	}
 	d := Decide(now, policy, sc.Spec.Replicas, minReplicas, signals, st)
+	if d.Action == Wake && d.Replicas > h.Spec.MaxReplicas {
+		d.Replicas = h.Spec.MaxReplicas // a keep-awake floor never exceeds what the HPA allows
+	}
 	if len(signals) == 0 {
 		ctl.c.Recorder.Eventf(h, corev1.EventTypeWarning, "NoActivationSignal",
 			"scale-to-zero: the HPA has no External or Object metric and no %s annotation, so nothing can wake it", AnnotationActivationMetric)
@@ -201,7 +253,7 @@ func (ctl *Controller) sync(ctx context.Context, key types.NamespacedName) time.
 	ctl.mu.Lock()
 	ctl.state[key] = d.State
 	ctl.mu.Unlock()
-	ctl.o.Metrics.sleeping(ctl.countSleeping())
+	ctl.countTargets()
 
 	poll := ctl.o.PollAwake
 	if sc.Spec.Replicas == 0 || d.Action == Sleep {
@@ -226,19 +278,26 @@ func anyActive(signals []Signal, p Policy) bool {
 func (ctl *Controller) forget(key types.NamespacedName) {
 	ctl.mu.Lock()
 	delete(ctl.state, key)
+	delete(ctl.pushes, key)
 	ctl.mu.Unlock()
+	ctl.countTargets()
 }
 
-func (ctl *Controller) countSleeping() int {
+// countTargets updates the sleeping gauge and tells OnTargets how many HPAs are opted in.
+func (ctl *Controller) countTargets() {
 	ctl.mu.Lock()
-	defer ctl.mu.Unlock()
-	n := 0
+	sleeping, n, changed := 0, len(ctl.state), len(ctl.state) != ctl.targets
 	for _, s := range ctl.state {
 		if s.Sleeping {
-			n++
+			sleeping++
 		}
 	}
-	return n
+	ctl.targets = n
+	ctl.mu.Unlock()
+	ctl.o.Metrics.sleeping(sleeping)
+	if changed && ctl.o.OnTargets != nil {
+		ctl.o.OnTargets(n)
+	}
 }
 
 // loadState merges the persisted sleeping state with the in-memory idle timer.
@@ -303,167 +362,4 @@ func annotationPatch(a map[string]string) map[string]any {
 		}
 	}
 	return out
-}
-
-// signals reads the activation signals: the annotation's, else the HPA's External and Object metrics.
-func (ctl *Controller) signals(ctx context.Context, h *autoscalingv2.HorizontalPodAutoscaler, p Policy) []Signal {
-	if p.Signal != nil {
-		return []Signal{ctl.read(ctx, h.Namespace, *p.Signal)}
-	}
-	var out []Signal
-	for _, m := range h.Spec.Metrics {
-		switch {
-		case m.Type == autoscalingv2.ExternalMetricSourceType && m.External != nil:
-			sel, err := metricSelector(m.External.Metric.Selector)
-			if err != nil {
-				out = append(out, Signal{Name: m.External.Metric.Name, Err: err})
-				continue
-			}
-			out = append(out, ctl.read(ctx, h.Namespace, SignalRef{Kind: SignalExternal, Metric: m.External.Metric.Name, Selector: sel}))
-		case m.Type == autoscalingv2.ObjectMetricSourceType && m.Object != nil:
-			sel, err := metricSelector(m.Object.Metric.Selector)
-			ref := m.Object.DescribedObject
-			gv, _ := schema.ParseGroupVersion(ref.APIVersion)
-			var mapping *meta.RESTMapping
-			if err == nil {
-				mapping, err = ctl.c.Mapper.RESTMapping(schema.GroupKind{Group: gv.Group, Kind: ref.Kind}, gv.Version)
-			}
-			if err != nil {
-				out = append(out, Signal{Name: m.Object.Metric.Name, Err: err})
-				continue
-			}
-			out = append(out, ctl.read(ctx, h.Namespace, SignalRef{Kind: SignalObject, Metric: m.Object.Metric.Name,
-				Resource: mapping.Resource.GroupResource().String(), Name: ref.Name, Selector: sel}))
-		}
-	}
-	return out
-}
-
-// metricSelector is an HPA metric's selector; none selects everything.
-func metricSelector(ls *metav1.LabelSelector) (labels.Selector, error) {
-	if ls == nil {
-		return labels.Everything(), nil
-	}
-	return metav1.LabelSelectorAsSelector(ls)
-}
-
-// read fetches one signal through the metrics APIs, the way the HPA does.
-func (ctl *Controller) read(_ context.Context, ns string, r SignalRef) Signal {
-	switch r.Kind {
-	case SignalExternal:
-		list, err := ctl.c.External.NamespacedMetrics(ns).List(r.Metric, r.Selector)
-		if err != nil {
-			return Signal{Name: r.Metric, Err: err}
-		}
-		if len(list.Items) == 0 {
-			return Signal{Name: r.Metric, Err: fmt.Errorf("external metric %s returned no value", r.Metric)}
-		}
-		sum := 0.0
-		for _, it := range list.Items {
-			sum += float64(it.Value.MilliValue()) / 1000
-		}
-		return Signal{Name: r.Metric, Value: sum}
-	case SignalObject:
-		gr := schema.ParseGroupResource(r.Resource)
-		gvk, err := ctl.c.Mapper.KindFor(gr.WithVersion(""))
-		if err != nil {
-			return Signal{Name: r.Metric, Err: err}
-		}
-		v, err := ctl.c.Custom.NamespacedMetrics(ns).GetForObject(gvk.GroupKind(), r.Name, r.Metric, r.Selector)
-		if err != nil {
-			return Signal{Name: r.Metric, Err: err}
-		}
-		return Signal{Name: r.Metric, Value: float64(v.Value.MilliValue()) / 1000}
-	}
-	return Signal{Name: r.Metric, Err: fmt.Errorf("unknown signal kind %q", r.Kind)}
-}
-
-// Wake implements Waker for the push endpoint: it wakes one opted-in target at once.
-func (ctl *Controller) Wake(ctx context.Context, t Target, reason string) error {
-	if leader, who := ctl.o.Leader(); !leader {
-		return &NotLeaderError{Leader: who}
-	}
-	start := ctl.o.Now()
-	h, err := ctl.find(t)
-	if err != nil {
-		return err
-	}
-	policy, _, err := ParsePolicy(h.Annotations)
-	if err != nil {
-		return fmt.Errorf("HPA %s/%s: %w", h.Namespace, h.Name, err)
-	}
-	key := types.NamespacedName{Namespace: h.Namespace, Name: h.Name}
-	if policy.Paused {
-		return fmt.Errorf("HPA %s/%s is paused", h.Namespace, h.Name)
-	}
-	replicas := int32(1)
-	if h.Spec.MinReplicas != nil && *h.Spec.MinReplicas > replicas {
-		replicas = *h.Spec.MinReplicas
-	}
-	if f := policy.Floor(ctl.o.Now()); f > replicas {
-		replicas = f
-	}
-	awake := false
-	// The scale may change under us (the Deployment controller, a human): read it again and retry.
-	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		sc, gr, err := ctl.getScale(ctx, h)
-		if err != nil {
-			return err
-		}
-		if sc.Spec.Replicas > 0 {
-			awake = true
-			return nil
-		}
-		return ctl.setReplicas(ctx, h, gr, sc, replicas, State{})
-	})
-	if err != nil {
-		return err
-	}
-	if awake {
-		// Awake already: restart its idle timer, so it does not go to sleep right after the push.
-		ctl.mu.Lock()
-		st := ctl.state[key]
-		st.IdleSince = time.Time{}
-		ctl.state[key] = st
-		ctl.mu.Unlock()
-		return nil
-	}
-	ctl.mu.Lock()
-	ctl.state[key] = State{}
-	ctl.mu.Unlock()
-	ctl.o.Metrics.woke("push", ctl.o.Now().Sub(start))
-	ctl.c.Recorder.Eventf(h, corev1.EventTypeNormal, "Woken", "%s/%s 0 → %d: %s", h.Spec.ScaleTargetRef.Kind, h.Spec.ScaleTargetRef.Name, replicas, reason)
-	klog.InfoS("woken by push", "hpa", key, "to", replicas, "reason", reason)
-	ctl.queue.Add(key)
-	return nil
-}
-
-// find resolves a push target to its opted-in HPA.
-func (ctl *Controller) find(t Target) (*autoscalingv2.HorizontalPodAutoscaler, error) {
-	if t.HPA != "" {
-		h, err := ctl.lister.HorizontalPodAutoscalers(t.Namespace).Get(t.HPA)
-		if err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, &NotFoundError{Target: t}
-			}
-			return nil, err
-		}
-		if _, enabled, _ := ParsePolicy(h.Annotations); !enabled {
-			return nil, &NotFoundError{Target: t}
-		}
-		return h, nil
-	}
-	hpas, err := ctl.lister.HorizontalPodAutoscalers(t.Namespace).List(labels.Everything())
-	if err != nil {
-		return nil, err
-	}
-	for _, h := range hpas {
-		ref := h.Spec.ScaleTargetRef
-		if ref.Kind == "Deployment" && ref.Name == t.Deployment {
-			if _, enabled, _ := ParsePolicy(h.Annotations); enabled {
-				return h, nil
-			}
-		}
-	}
-	return nil, &NotFoundError{Target: t}
 }

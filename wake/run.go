@@ -26,7 +26,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/scale"
-	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -37,53 +36,77 @@ import (
 // Config is everything the controller binary needs.
 type Config struct {
 	Kube           *rest.Config
-	QPS            float32 // kube-apiserver client rate; a sleeping target costs a few requests per poll (default 50)
-	Burst          int     // default 100
+	QPS            float32 // kube-apiserver client rate; 0 sizes it to the number of opted-in HPAs (see clientRate)
+	Burst          int     // 0: twice the rate
 	Identity       string  // this replica's name in the Lease
 	LeaseNamespace string
 	LeaseName      string
 	LeaderElection bool
-	Listen         string // push endpoint and /metrics, e.g. :8443
+	Election       ElectionTiming // zero: client-go's usual 15s/10s/2s
+	Listen         string         // push endpoint and /metrics, e.g. :8443
 	Listener       net.Listener
-	TLSCertFile    string // serve HTTPS when set
+	TLSCertFile    string // serve HTTPS when set; reloaded on change like the two below
 	TLSKeyFile     string
 	ClientCAFile   string // client certificates signed by it authenticate pushes
-	Token          string // bearer token that authenticates pushes
+	TokenFile      string // file holding the bearer token that authenticates pushes
+	Token          string // a fixed bearer token, when there is no TokenFile
 	Controller     ControllerOptions
 	Registry       *prometheus.Registry
 	// Ready, if set, is closed once the controller serves and its caches are synced.
 	Ready chan<- struct{}
 }
 
-// Run starts the controller, the leader election and the push endpoint, until ctx ends.
+// Server timeouts of the push endpoint: a slow or idle client cannot hold a connection for long.
+const (
+	serveReadHeaderTimeout = 10 * time.Second
+	serveReadTimeout       = 30 * time.Second
+	serveWriteTimeout      = 60 * time.Second
+	serveIdleTimeout       = 90 * time.Second
+	serveMaxHeaderBytes    = 64 << 10
+	pushTimeout            = 30 * time.Second // a push's API calls end by then
+	apiTimeout             = 30 * time.Second // scale reads and writes, discovery
+)
+
+// Run starts the controller, the leader election and the push endpoint, until ctx ends. On the way out it
+// stops acting, releases the Lease (so a standby leads at once) and only then returns.
 func Run(ctx context.Context, cfg Config) error {
+	files := &ServingFiles{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, ClientCAFile: cfg.ClientCAFile, TokenFile: cfg.TokenFile}
+	if err := files.Load(); err != nil {
+		return err
+	}
+	creds := files.Credentials
+	if cfg.TokenFile == "" {
+		creds = func() (string, *x509.CertPool) { _, pool := files.Credentials(); return cfg.Token, pool }
+	}
+	rate := newClientRate(cfg.QPS, cfg.Burst, cfg.Controller.PollSleeping)
 	cfg.Kube = rest.CopyConfig(cfg.Kube)
-	cfg.Kube.QPS, cfg.Kube.Burst = cfg.QPS, cfg.Burst
-	if cfg.Kube.QPS <= 0 {
-		cfg.Kube.QPS = 50
-	}
-	if cfg.Kube.Burst <= 0 {
-		cfg.Kube.Burst = 100
-	}
-	kube, err := kubernetes.NewForConfig(cfg.Kube)
+	cfg.Kube.QPS, cfg.Kube.Burst, cfg.Kube.RateLimiter = 0, 0, rate
+	kube, err := kubernetes.NewForConfig(cfg.Kube) // informers watch through it: no overall request timeout
 	if err != nil {
 		return err
 	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg.Kube)
+	bounded := rest.CopyConfig(cfg.Kube)
+	bounded.Timeout = apiTimeout
+	dc, err := discovery.NewDiscoveryClientForConfig(bounded)
 	if err != nil {
 		return err
 	}
 	cached := memory.NewMemCacheClient(dc)
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(cached)
-	scales, err := scale.NewForConfig(cfg.Kube, mapper, dynamic.LegacyAPIPathResolverFunc, scale.NewDiscoveryScaleKindResolver(cached))
+	scales, err := scale.NewForConfig(bounded, mapper, dynamic.LegacyAPIPathResolverFunc, scale.NewDiscoveryScaleKindResolver(cached))
 	if err != nil {
 		return fmt.Errorf("scale client: %w", err)
 	}
-	ext, err := externalmetrics.NewForConfig(cfg.Kube)
+	reads := rest.CopyConfig(cfg.Kube)
+	reads.Timeout = cfg.Controller.ReadTimeout
+	if reads.Timeout <= 0 {
+		reads.Timeout = 5 * time.Second
+	}
+	ext, err := externalmetrics.NewForConfig(reads)
 	if err != nil {
 		return fmt.Errorf("external metrics client: %w", err)
 	}
-	custom := custommetrics.NewForConfig(cfg.Kube, mapper, custommetrics.NewAvailableAPIsGetter(dc))
+	custom := custommetrics.NewForConfig(reads, mapper, custommetrics.NewAvailableAPIsGetter(dc))
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
@@ -97,89 +120,107 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Controller.Metrics == nil {
 		cfg.Controller.Metrics = NewMetrics(reg)
 	}
-
-	var le *leaderelection.LeaderElector
-	var ctl *Controller
+	leadership := AlwaysLeading(ctx)
 	if cfg.LeaderElection {
-		lock, err := resourcelock.New(resourcelock.LeasesResourceLock, cfg.LeaseNamespace, cfg.LeaseName,
-			kube.CoreV1(), kube.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: cfg.Identity, EventRecorder: recorder})
-		if err != nil {
-			return fmt.Errorf("leader lock: %w", err)
-		}
-		le, err = leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock: lock, LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
-			ReleaseOnCancel: true, Name: cfg.LeaseName,
-			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: func(context.Context) { klog.InfoS("leading", "identity", cfg.Identity); ctl.ResyncAll() },
-				OnStoppedLeading: func() { klog.InfoS("no longer leading", "identity", cfg.Identity) },
-				OnNewLeader:      func(id string) { klog.InfoS("leader", "identity", id) },
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("leader election: %w", err)
-		}
-		cfg.Controller.Leader = func() (bool, string) { return le.IsLeader(), le.GetLeader() }
+		leadership = NewLeadership()
 	}
-	ctl = NewController(Clients{Kube: kube, Scales: scales, Mapper: mapper, Custom: custom, External: ext, Recorder: recorder}, cfg.Controller)
+	cfg.Controller.Leadership = leadership
+	cfg.Controller.OnTargets = rate.resize
+	ctl := NewController(Clients{Kube: kube, Scales: scales, Mapper: mapper, Custom: custom, External: ext, Recorder: recorder}, cfg.Controller)
 
-	var pool *x509.CertPool
-	if cfg.ClientCAFile != "" {
-		pem, err := os.ReadFile(cfg.ClientCAFile)
-		if err != nil {
-			return fmt.Errorf("client CA: %w", err)
-		}
-		pool = x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("client CA %s: no certificate", cfg.ClientCAFile)
-		}
-	}
-	hook, err := NewWebhook(WebhookOptions{Waker: ctl, Token: cfg.Token, ClientCAs: pool})
+	hook, err := NewWebhook(WebhookOptions{Waker: ctl, Credentials: creds})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.Handle("/", hook)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		// Live while the election runs: it campaigns again after every lost term, and ends only on shutdown.
+		if err := leadership.Ended(); err != nil && ctx.Err() == nil {
+			http.Error(w, "leader election ended: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		// Ready only where pushes are taken: on the leader, once its HPA cache has synced.
+		w.Header().Set("Connection", "close")
+		if term, leader := leadership.Leading(); term == nil {
+			http.Error(w, fmt.Sprintf("not the leader (leader: %q)", leader), http.StatusServiceUnavailable)
+			return
+		}
+		if !ctl.synced() {
+			http.Error(w, "HPA cache not synced", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), pushTimeout)
+		defer cancel()
+		hook.ServeHTTP(w, r.WithContext(rctx))
+	}))
+	srv := &http.Server{
+		Handler: mux, ReadHeaderTimeout: serveReadHeaderTimeout, ReadTimeout: serveReadTimeout,
+		WriteTimeout: serveWriteTimeout, IdleTimeout: serveIdleTimeout, MaxHeaderBytes: serveMaxHeaderBytes,
+	}
 	ln := cfg.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 		}
 	}
+	addr := ln.Addr().String()
+	if cfg.TLSCertFile != "" {
+		ln = tls.NewListener(ln, files.TLSConfig())
+	}
 	errc := make(chan error, 3)
 	go func() {
-		var err error
-		if cfg.TLSCertFile != "" {
-			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ClientCAs: pool}
-			if pool != nil {
-				srv.TLSConfig.ClientAuth = tls.VerifyClientCertIfGiven
-			}
-			err = srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
-		} else {
-			err = srv.Serve(ln)
-		}
-		if !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("push endpoint: %w", err)
 		}
 	}()
-	go func() { errc <- ctl.Run(ctx) }()
-	if le != nil {
-		go le.Run(ctx)
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	ctlDone := make(chan struct{})
+	go func() {
+		defer close(ctlDone)
+		if err := ctl.Run(runCtx); err != nil {
+			errc <- err
+		}
+	}()
+	elected := make(chan struct{})
+	if cfg.LeaderElection {
+		lock, err := resourcelock.New(resourcelock.LeasesResourceLock, cfg.LeaseNamespace, cfg.LeaseName,
+			kube.CoreV1(), kube.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: cfg.Identity, EventRecorder: recorder})
+		if err != nil {
+			return fmt.Errorf("leader lock: %w", err)
+		}
+		go func() {
+			defer close(elected)
+			if err := Elect(runCtx, lock, cfg.Election, leadership, ctl.ResyncAll); err != nil {
+				errc <- err
+			}
+		}()
+	} else {
+		close(elected)
 	}
 	if cfg.Ready != nil {
 		go func() {
-			if ctl.WaitSynced(ctx) {
+			if ctl.WaitSynced(runCtx) {
 				close(cfg.Ready)
 			}
 		}()
 	}
-	klog.InfoS("promql-wake running", "listen", ln.Addr().String(), "identity", cfg.Identity, "leaderElection", cfg.LeaderElection)
+	klog.InfoS("promql-wake running", "listen", addr, "identity", cfg.Identity, "leaderElection", cfg.LeaderElection)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	// Stop acting, then release the Lease (Elect returns once it has tried), then stop serving.
+	stopRun()
+	<-ctlDone
+	<-elected
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)

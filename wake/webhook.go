@@ -52,13 +52,31 @@ func (e *NotLeaderError) Error() string {
 	return fmt.Sprintf("this replica is not the leader; the leader is %q", e.Leader)
 }
 
+// NotSyncedError reports that the HPA cache has not synced yet (e.g. right after a failover): retry shortly.
+type NotSyncedError struct{}
+
+// Error says what to do.
+func (e *NotSyncedError) Error() string {
+	return "this replica leads but has not synced its HPA cache yet; retry shortly"
+}
+
+// RefusedError reports a target that exists but must not be woken by a push; retrying does not help.
+type RefusedError struct {
+	Reason string // Reason says why and what to change.
+}
+
+// Error is the reason.
+func (e *RefusedError) Error() string { return e.Reason }
+
 // WebhookOptions configures NewWebhook.
 type WebhookOptions struct {
-	Waker     Waker            // Waker wakes targets; required.
-	Token     string           // Token is the bearer token callers must send; required unless ClientCAs is set.
-	ClientCAs *x509.CertPool   // ClientCAs, when set, also admits a TLS-verified client certificate that chains to this pool.
-	MaxBody   int64            // MaxBody limits the Alertmanager request body in bytes; 0 means 1 MiB.
-	Now       func() time.Time // Now is the clock used to check client certificates; nil means time.Now.
+	Waker     Waker          // Waker wakes targets; required.
+	Token     string         // Token is the bearer token callers must send; required unless ClientCAs is set.
+	ClientCAs *x509.CertPool // ClientCAs, when set, also admits a TLS-verified client certificate that chains to this pool.
+	// Credentials, when set, replaces Token and ClientCAs with their current values on every request (files reloaded on change).
+	Credentials func() (token string, clientCAs *x509.CertPool)
+	MaxBody     int64            // MaxBody limits the Alertmanager request body in bytes; 0 means 1 MiB.
+	Now         func() time.Time // Now is the clock used to check client certificates; nil means time.Now.
 }
 
 // webhookDefaultMaxBody is the Alertmanager body limit when WebhookOptions.MaxBody is 0.
@@ -69,10 +87,13 @@ func NewWebhook(o WebhookOptions) (http.Handler, error) {
 	if o.Waker == nil {
 		return nil, errors.New("wake webhook: Waker is required")
 	}
-	if o.Token == "" && o.ClientCAs == nil {
-		return nil, errors.New("wake webhook: a bearer Token or ClientCAs is required")
+	if o.Credentials == nil {
+		token, pool := o.Token, o.ClientCAs
+		o.Credentials = func() (string, *x509.CertPool) { return token, pool }
 	}
-	if o.Token != strings.TrimSpace(o.Token) || strings.ContainsAny(o.Token, " \t\r\n") {
+	if token, pool := o.Credentials(); token == "" && pool == nil {
+		return nil, errors.New("wake webhook: a bearer Token or ClientCAs is required")
+	} else if token != strings.TrimSpace(token) || strings.ContainsAny(token, " \t\r\n") {
 		return nil, errors.New("wake webhook: Token must not contain whitespace")
 	}
 	if o.MaxBody < 0 {
@@ -84,12 +105,7 @@ func NewWebhook(o WebhookOptions) (http.Handler, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &webhook{waker: o.Waker, clientCAs: o.ClientCAs, maxBody: o.MaxBody, now: o.Now}
-	if o.Token != "" {
-		// Only the token's digest is kept: it is compared in constant time and cannot be logged by accident.
-		sum := sha256.Sum256([]byte(o.Token))
-		h.tokenSum = sum[:]
-	}
+	h := &webhook{waker: o.Waker, creds: o.Credentials, maxBody: o.MaxBody, now: o.Now}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /alertmanager", h.alertmanager)
@@ -107,17 +123,17 @@ func NewWebhook(o WebhookOptions) (http.Handler, error) {
 
 // webhook serves the push-wake endpoints.
 type webhook struct {
-	waker     Waker
-	tokenSum  []byte // SHA-256 of the bearer token; nil when bearer tokens are not accepted.
-	clientCAs *x509.CertPool
-	maxBody   int64
-	now       func() time.Time
+	waker   Waker
+	creds   func() (string, *x509.CertPool) // the current token ("": none accepted) and client CAs (nil: none)
+	maxBody int64
+	now     func() time.Time
 }
 
 // authenticate admits a request with the bearer token or a verified client certificate, and answers 401 otherwise.
 func (h *webhook) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h.bearerOK(r) || h.clientCertOK(r) {
+		token, pool := h.creds()
+		if bearerOK(r, token) || h.clientCertOK(r, pool) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -128,8 +144,8 @@ func (h *webhook) authenticate(next http.Handler) http.Handler {
 }
 
 // bearerOK reports whether the request carries the configured bearer token.
-func (h *webhook) bearerOK(r *http.Request) bool {
-	if h.tokenSum == nil {
+func bearerOK(r *http.Request, want string) bool {
+	if want == "" {
 		return false
 	}
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -141,13 +157,13 @@ func (h *webhook) bearerOK(r *http.Request) bool {
 		return false
 	}
 	// Comparing digests keeps the comparison constant-time in the token's length too.
-	sum := sha256.Sum256([]byte(token))
-	return subtle.ConstantTimeCompare(sum[:], h.tokenSum) == 1
+	sum, wantSum := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(sum[:], wantSum[:]) == 1
 }
 
 // clientCertOK reports whether the TLS layer verified a client certificate that also chains to ClientCAs.
-func (h *webhook) clientCertOK(r *http.Request) bool {
-	if h.clientCAs == nil || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
+func (h *webhook) clientCertOK(r *http.Request, clientCAs *x509.CertPool) bool {
+	if clientCAs == nil || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
 		return false
 	}
 	// The listener may trust other client CAs (an aggregated API server trusts its front proxy's), so check ours.
@@ -156,7 +172,7 @@ func (h *webhook) clientCertOK(r *http.Request) bool {
 		intermediates.AddCert(c)
 	}
 	_, err := r.TLS.PeerCertificates[0].Verify(x509.VerifyOptions{
-		Roots:         h.clientCAs,
+		Roots:         clientCAs,
 		Intermediates: intermediates,
 		CurrentTime:   h.now(),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
@@ -332,12 +348,14 @@ type webhookTargetError struct {
 	Error string `json:"error"`
 }
 
-// wakeAll wakes targets in order and answers 503 if this replica is not the leader, 500 on any other failure,
-// 404 if no target matched an opted-in HPA, and 200 otherwise.
+// wakeAll wakes targets in order and answers 503 if this replica is not the leader or not synced yet (retryable),
+// 500 on any other failure, 409 if a target refused (paused, invalid annotations: not retryable), 404 if no target
+// matched an opted-in HPA, and 200 otherwise.
 func (h *webhook) wakeAll(ctx context.Context, w http.ResponseWriter, wakes []webhookWake, res webhookResult) {
 	res.Woken, res.Errors = []Target{}, []webhookTargetError{}
-	notFound, failed := 0, 0
+	notFound, failed, refused, firstRefused := 0, 0, 0, ""
 	var notLeader *NotLeaderError
+	var notSynced *NotSyncedError
 	for _, wk := range wakes {
 		err := h.waker.Wake(ctx, wk.target, wk.reason)
 		if err == nil {
@@ -351,6 +369,18 @@ func (h *webhook) wakeAll(ctx context.Context, w http.ResponseWriter, wakes []we
 			// Every other target would fail the same way on a replica that is not the leader.
 			klog.V(1).InfoS("wake webhook: not the leader", "leader", notLeader.Leader, "reason", wk.reason)
 			break
+		}
+		if errors.As(err, &notSynced) {
+			klog.V(1).InfoS("wake webhook: HPA cache not synced yet", "reason", wk.reason)
+			break
+		}
+		var re *RefusedError
+		if errors.As(err, &re) {
+			if refused++; refused == 1 {
+				firstRefused = re.Reason
+			}
+			klog.V(1).InfoS("wake webhook: refused", "target", webhookDescribe(wk.target), "err", re.Reason)
+			continue
 		}
 		var nf *NotFoundError
 		if errors.As(err, &nf) {
@@ -371,9 +401,19 @@ func (h *webhook) wakeAll(ctx context.Context, w http.ResponseWriter, wakes []we
 		if notLeader.Leader != "" {
 			w.Header().Set("X-Leader", notLeader.Leader)
 		}
+		// A client that keeps its connection would keep reaching this standby behind a Service.
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+	case notSynced != nil:
+		status = http.StatusServiceUnavailable
+		res.Error = notSynced.Error()
+		w.Header().Set("Retry-After", "1")
 	case failed > 0:
 		status = http.StatusInternalServerError
 		res.Error = fmt.Sprintf("%d of %d targets failed to wake", failed, len(wakes))
+	case refused > 0:
+		status = http.StatusConflict
+		res.Error = fmt.Sprintf("%d of %d targets refused a push (not retryable): %s", refused, len(wakes), firstRefused)
 	case len(wakes) > 0 && notFound == len(wakes):
 		status = http.StatusNotFound
 		res.Error = "no target matches an opted-in HPA"

@@ -413,6 +413,34 @@ func TestWebhook(t *testing.T) {
 			},
 		},
 		{
+			name:       "not the leader: Connection: close and Retry-After, so the next try reaches another replica",
+			body:       webhookPayload(t, nil),
+			errs:       map[Target]error{checkout: notLeader},
+			wantCode:   http.StatusServiceUnavailable,
+			wantWakes:  fixtureWakes[:1],
+			wantHeader: map[string]string{"Connection": "close", "Retry-After": "1"},
+		},
+		{
+			name:       "HPA cache not synced (after a failover): 503 with Retry-After, not 404",
+			body:       webhookPayload(t, nil),
+			errs:       map[Target]error{checkout: &NotSyncedError{}},
+			wantCode:   http.StatusServiceUnavailable,
+			wantWakes:  fixtureWakes[:1],
+			wantHeader: map[string]string{"Retry-After": "1"},
+		},
+		{
+			name:      "paused HPA: 409, which Alertmanager does not retry, naming the annotation",
+			body:      webhookPayload(t, nil),
+			errs:      map[Target]error{checkout: &RefusedError{Reason: "HPA shop/checkout is paused (" + AnnotationPaused + "=true)"}},
+			wantCode:  http.StatusConflict,
+			wantWakes: fixtureWakes,
+			check: func(t *testing.T, r webhookResponse) {
+				if !strings.Contains(r.Error, AnnotationPaused) || !strings.Contains(r.Error, "not retryable") {
+					t.Errorf("response = %+v, want the paused annotation named", r)
+				}
+			},
+		},
+		{
 			name:       "not the leader after a success: 503",
 			body:       webhookPayload(t, nil),
 			errs:       map[Target]error{emailWorker: fmt.Errorf("wrapped: %w", notLeader)},

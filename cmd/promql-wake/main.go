@@ -26,14 +26,19 @@ func main() {
 		leaseName  = flag.String("lease-name", "promql-wake", "name of the leader Lease")
 		elect      = flag.Bool("leader-elect", true, "elect one acting replica through a Lease; off only for a single replica")
 		listen     = flag.String("listen", ":8443", "address of the push endpoint (/alertmanager, /wake/...) and /metrics, /healthz")
-		certFile   = flag.String("tls-cert-file", "", "serve HTTPS with this certificate")
+		certFile   = flag.String("tls-cert-file", "", "serve HTTPS with this certificate (reloaded when the file changes)")
 		keyFile    = flag.String("tls-private-key-file", "", "key of --tls-cert-file")
-		clientCA   = flag.String("client-ca-file", "", "client certificates signed by this CA may push")
-		tokenFile  = flag.String("token-file", "", "file holding the bearer token pushes must carry")
+		clientCA   = flag.String("client-ca-file", "", "client certificates signed by this CA may push (reloaded when the file changes)")
+		tokenFile  = flag.String("token-file", "", "file holding the bearer token pushes must carry (reloaded when the file changes)")
 		pollSleep  = flag.Duration("poll-sleeping", 500*time.Millisecond, "how often a sleeping target's activation signals are read")
 		pollAwake  = flag.Duration("poll-awake", 5*time.Second, "how often an awake target is checked for idleness")
-		qps        = flag.Float64("kube-api-qps", 50, "kube-apiserver client rate limit (a sleeping target costs ~3 requests per poll)")
-		burst      = flag.Int("kube-api-burst", 100, "kube-apiserver client burst")
+		qps        = flag.Float64("kube-api-qps", 0, "kube-apiserver client rate limit; 0 sizes it to the opted-in HPAs (50, plus 3 requests per --poll-sleeping per HPA)")
+		burst      = flag.Int("kube-api-burst", 0, "kube-apiserver client burst; 0 is twice the rate")
+		workers    = flag.Int("workers", 4, "HPAs decided at once")
+		readTO     = flag.Duration("metrics-read-timeout", 5*time.Second, "timeout of each activation signal read through the metrics APIs")
+		leaseDur   = flag.Duration("leader-elect-lease-duration", 15*time.Second, "how long a standby waits before taking over an unrenewed Lease")
+		renewDL    = flag.Duration("leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it stops acting")
+		retryPer   = flag.Duration("leader-elect-retry-period", 2*time.Second, "between leader election tries")
 	)
 	showVersion := flag.Bool("version", false, "print the version, commit and Go version, then exit")
 	klog.InitFlags(flag.CommandLine)
@@ -61,19 +66,13 @@ func main() {
 	if *identity == "" {
 		*identity, _ = os.Hostname()
 	}
-	token := ""
-	if *tokenFile != "" {
-		if token, err = wake.ReadToken(*tokenFile); err != nil {
-			klog.ErrorS(err, "token")
-			os.Exit(1)
-		}
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err = wake.Run(ctx, wake.Config{
 		Kube: cfg, QPS: float32(*qps), Burst: *burst, Identity: *identity, LeaseNamespace: *leaseNS, LeaseName: *leaseName, LeaderElection: *elect,
-		Listen: *listen, TLSCertFile: *certFile, TLSKeyFile: *keyFile, ClientCAFile: *clientCA, Token: token,
-		Controller: wake.ControllerOptions{PollSleeping: *pollSleep, PollAwake: *pollAwake},
+		Election: wake.ElectionTiming{LeaseDuration: *leaseDur, RenewDeadline: *renewDL, RetryPeriod: *retryPer},
+		Listen:   *listen, TLSCertFile: *certFile, TLSKeyFile: *keyFile, ClientCAFile: *clientCA, TokenFile: *tokenFile,
+		Controller: wake.ControllerOptions{PollSleeping: *pollSleep, PollAwake: *pollAwake, Workers: *workers, ReadTimeout: *readTO},
 	})
 	if err != nil {
 		klog.ErrorS(err, "promql-wake stopped")

@@ -28,9 +28,23 @@ type Wake struct {
 	stopErr  error
 }
 
+// WakeOptions are the less usual ways to start a replica.
+type WakeOptions struct {
+	Controller wake.ControllerOptions
+	Election   wake.ElectionTiming // zero: promql-wake's defaults
+	// APIServer, if set, is the host:port the replica reaches kube-apiserver at instead of the real
+	// one (a proxy a test controls); kube-apiserver's certificate must be valid for its address.
+	APIServer string
+}
+
 // StartWake runs one promql-wake replica with the ServiceAccount and RBAC of deploy/wake-rbac.yaml,
 // leader election on, serving its push endpoint on 127.0.0.1. Stop it with Wake.Stop.
 func (s *Stack) StartWake(ctx context.Context, id string, opts wake.ControllerOptions) (*Wake, error) {
+	return s.StartWakeWith(ctx, id, WakeOptions{Controller: opts})
+}
+
+// StartWakeWith is StartWake with WakeOptions.
+func (s *Stack) StartWakeWith(ctx context.Context, id string, o WakeOptions) (*Wake, error) {
 	kc, err := s.ServiceAccountKubeconfig(ctx, AdapterNamespace, WakeServiceAccount)
 	if err != nil {
 		return nil, err
@@ -38,6 +52,9 @@ func (s *Stack) StartWake(ctx context.Context, id string, opts wake.ControllerOp
 	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
 	if err != nil {
 		return nil, err
+	}
+	if o.APIServer != "" {
+		cfg.Host = "https://" + o.APIServer
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -53,7 +70,7 @@ func (s *Stack) StartWake(ctx context.Context, id string, opts wake.ControllerOp
 	go func() {
 		w.done <- wake.Run(wctx, wake.Config{
 			Kube: cfg, Identity: id, LeaseNamespace: AdapterNamespace, LeaseName: "promql-wake", LeaderElection: true,
-			Listener: ln, Token: w.Token, Controller: opts, Ready: ready,
+			Election: o.Election, Listener: ln, Token: w.Token, Controller: o.Controller, Ready: ready,
 		})
 	}()
 	select {
@@ -77,8 +94,8 @@ func (w *Wake) Stop() error {
 		w.cancel()
 		select {
 		case w.stopErr = <-w.done:
-		case <-time.After(15 * time.Second):
-			w.stopErr = fmt.Errorf("promql-wake did not stop within 15s")
+		case <-time.After(30 * time.Second): // it releases the Lease first, which may wait out a renew deadline
+			w.stopErr = fmt.Errorf("promql-wake did not stop within 30s")
 		}
 	})
 	return w.stopErr
