@@ -29,7 +29,7 @@ var subcommands = []struct {
 
 // The adapter's own flags by group; the generic API server flags follow, then logging.
 var groups = []help.Group{
-	{Title: "Rules", Names: []string{"config", "config-format", "config-reload-interval", "series-relist-interval", "series-max-age"}},
+	{Title: "Rules", Names: []string{"config", "config-format", "strict", "config-reload-interval", "series-relist-interval", "series-max-age"}},
 	{Title: "Prometheus", Names: []string{"prometheus-url", "prometheus-client-config", "prometheus-ca-file", "prometheus-token-file",
 		"prometheus-insecure-skip-tls-verify", "prometheus-header", "prometheus-timeout"}},
 	{Title: "Kubernetes", Names: []string{"lister-kubeconfig", "client-qps", "client-burst"}},

@@ -20,9 +20,9 @@ Usage:
 // groups are promql-wake's own flags; klog's follow.
 var groups = []help.Group{
 	{Title: "Kubernetes", Names: []string{"kubeconfig", "kube-api-qps", "kube-api-burst"}},
-	{Title: "Leader election", Names: []string{"leader-elect", "id", "lease-namespace", "lease-name"}},
+	{Title: "Leader election", Names: []string{"leader-elect", "id", "lease-namespace", "lease-name", "leader-elect-lease-duration", "leader-elect-renew-deadline", "leader-elect-retry-period"}},
 	{Title: "Push endpoint (/alertmanager, /wake/...) and /metrics, /healthz", Names: []string{"listen", "tls-cert-file", "tls-private-key-file", "client-ca-file", "token-file"}},
-	{Title: "Controller", Names: []string{"poll-sleeping", "poll-awake"}},
+	{Title: "Controller", Names: []string{"poll-sleeping", "poll-awake", "workers", "metrics-read-timeout"}},
 }
 
 // usage writes the grouped help for the flags of gofs (flag.CommandLine in main).
