@@ -48,6 +48,7 @@ type Options struct {
 	RulesFile string           // the adapter's rule file
 	Targets   []loadsim.Target // simulated Deployments; Start creates their namespaces
 	Cluster   localcluster.Options
+	NoAdapter bool // apply deploy/ but start no adapter: the caller runs replicas (StartReplica) and serves the Service
 	Logf      func(format string, args ...any)
 }
 
@@ -70,6 +71,7 @@ type Stack struct {
 	mu          sync.Mutex
 	adapter     *exec.Cmd
 	adapterDone chan struct{}
+	replicas    []*Replica
 }
 
 // Start brings the stack up; on error everything started is stopped again.
@@ -166,6 +168,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	if s.adapterKC, err = s.ServiceAccountKubeconfig(ctx, AdapterNamespace, AdapterServiceAccount); err != nil {
 		return nil, err
+	}
+	if opts.NoAdapter {
+		return s, nil
 	}
 	if err := s.StartAdapter(ctx); err != nil {
 		return nil, err
@@ -339,6 +344,12 @@ func (s *Stack) CreateWorkload(ctx context.Context, t loadsim.Target, replicas i
 func (s *Stack) Stop() error {
 	var errs []error
 	errs = append(errs, s.StopAdapter())
+	s.mu.Lock()
+	replicas := s.replicas
+	s.mu.Unlock()
+	for _, r := range replicas {
+		errs = append(errs, r.Kill())
+	}
 	if s.Prom != nil {
 		errs = append(errs, s.Prom.Stop())
 	}
