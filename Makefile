@@ -8,7 +8,7 @@ E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/)
 FUZZTIME    ?= 20s
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake demo clean
+.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake soak demo clean
 
 all: build
 
@@ -52,6 +52,12 @@ bench: deps
 ## bench-wake: wake latency, push and signal, p50/p99 over 100 wakes each (about 6 minutes).
 bench-wake: deps cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/e2e/ -run '^$$' -bench WakeLatency -benchtime 1x -count 1 -timeout 30m
+
+## soak: the fault suite with its 10-minute soak (50 HPAs at a 2 s sync; make test soaks 60 s), then its results table.
+soak: deps cluster-bins
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_SOAK=10m GOTEST_LOG=$(CACHE)/test-logs/soak.log \
+		bash hack/gotest.sh -tags e2e -count=1 -timeout 40m -run '^TestFaults$$' ./test/e2e/
+	@grep -o 'RESULT |.*' $(CACHE)/test-logs/soak.log
 
 demo: deps cluster-bins
 	go run ./hack/demo --cache $(CACHE) --bin-dir $(CLUSTER_BIN)

@@ -378,6 +378,11 @@ func (s *Stack) Addrs() []string {
 	if s.adapterPort != 0 {
 		out = append(out, net.JoinHostPort("127.0.0.1", strconv.Itoa(s.adapterPort)))
 	}
+	s.mu.Lock()
+	for _, r := range s.replicas {
+		out = append(out, net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port)))
+	}
+	s.mu.Unlock()
 	return out
 }
 
