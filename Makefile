@@ -15,7 +15,7 @@ COMMIT_TIME ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 LDFLAGS     := -X github.com/promql-adapter/promql-adapter/version.Version=$(VERSION) -X github.com/promql-adapter/promql-adapter/version.Commit=$(COMMIT)
 IMAGE_DIR   := bin/image
 
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator demo clean helm image install-test install-e2e deploy-render
+.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator soak demo clean helm image install-test install-e2e deploy-render
 
 all: build
 
@@ -86,6 +86,12 @@ bench-wake: deps cluster-bins
 ## byte, minus the readiness delay) over 100 cold starts, and the warm path at c=20 through it vs straight, same run.
 bench-activator:
 	go test ./activator/ -run '^$$' -bench . -benchtime 100x -count 1
+
+## soak: the fault suite with its 10-minute soak (50 HPAs at a 2 s sync; make test soaks 60 s), then its results table.
+soak: deps cluster-bins
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_SOAK=10m GOTEST_LOG=$(CACHE)/test-logs/soak.log \
+		bash hack/gotest.sh -tags e2e -count=1 -timeout 40m -run '^TestFaults$$' ./test/e2e/
+	@grep -o 'RESULT |.*' $(CACHE)/test-logs/soak.log
 
 demo: deps cluster-bins
 	go run ./hack/demo --cache $(CACHE) --bin-dir $(CLUSTER_BIN)

@@ -133,6 +133,26 @@ func TestLocalCluster(t *testing.T) {
 		t.Fatalf("HPA minReplicas = %v, want 0", got.Spec.MinReplicas)
 	}
 
+	// Restart kube-apiserver: a new process on the same port, the objects kept in etcd.
+	before := c.PIDs()[ComponentAPIServer]
+	down, err := c.Restart(ctx, ComponentAPIServer, 60*time.Second)
+	if err != nil {
+		t.Fatalf("restart kube-apiserver: %v", err)
+	}
+	if after := c.PIDs()[ComponentAPIServer]; after == before || after == 0 {
+		t.Errorf("kube-apiserver pid %d after restart, %d before", after, before)
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(before)); err == nil {
+		t.Errorf("old kube-apiserver (pid %d) still exists after Restart", before)
+	}
+	if _, err := client.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "web", metav1.GetOptions{}); err != nil {
+		t.Errorf("HPA after the kube-apiserver restart: %v", err)
+	}
+	if _, err := c.Restart(ctx, "kube-scheduler", time.Second); err == nil {
+		t.Error("Restart of a component that was never started succeeded")
+	}
+	t.Logf("kube-apiserver restart: ready again %s after the stop", down.Round(time.Millisecond))
+
 	ports := c.Ports()
 	pids := c.PIDs()
 	stopStart := time.Now()

@@ -73,3 +73,31 @@ func TestBinDirFromEnv(t *testing.T) {
 		t.Errorf("empty dir: err = %v", err)
 	}
 }
+
+func TestNewAdapterServingCert(t *testing.T) {
+	p, err := generatePKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{pki: p}
+	certPEM, keyPEM, err := c.NewAdapterServingCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatalf("key pair: %v", err)
+	}
+	leaf, err := x509.ParseCertificate(kp.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(p.ca.cert)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "promql-adapter.custom-metrics.svc"}); err != nil {
+		t.Errorf("rotated certificate does not verify for the Service name: %v", err)
+	}
+	if leaf.SerialNumber.Cmp(p.leaves[adapterServingName].cert.SerialNumber) == 0 {
+		t.Error("rotated certificate has the serial of the first one")
+	}
+}

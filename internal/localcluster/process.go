@@ -18,6 +18,10 @@ const stopTimeout = 10 * time.Second
 // process is one started control-plane component.
 type process struct {
 	name    string
+	bin     string   // for restart
+	args    []string // for restart
+	env     []string // for restart (extra environment)
+	dir     string   // for restart
 	cmd     *exec.Cmd
 	logPath string
 	logFile *os.File
@@ -29,8 +33,12 @@ type process struct {
 // The process gets its own process group and is SIGKILLed if this process dies.
 // extraEnv is appended to this process's environment.
 func startProcess(name, bin string, args, extraEnv []string, dir, logDir string) (*process, error) {
-	logPath := filepath.Join(logDir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	return launchProcess(name, bin, args, extraEnv, dir, filepath.Join(logDir, name+".log"), os.O_TRUNC)
+}
+
+// launchProcess starts bin, opening logPath with O_CREATE|O_WRONLY|logMode (O_TRUNC or O_APPEND).
+func launchProcess(name, bin string, args, extraEnv []string, dir, logPath string, logMode int) (*process, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|logMode, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open log of %s: %w", name, err)
 	}
@@ -44,7 +52,7 @@ func startProcess(name, bin string, args, extraEnv []string, dir, logDir string)
 		_ = f.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
 	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, logFile: f, done: make(chan struct{})}
+	p := &process{name: name, bin: bin, args: args, env: extraEnv, dir: dir, cmd: cmd, logPath: logPath, logFile: f, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		_ = f.Close()

@@ -95,6 +95,8 @@ type Server struct {
 	client     *http.Client
 	api        v1.API
 
+	bin     string                     // for Restart
+	args    func(addr string) []string // for Restart
 	cmd     *exec.Cmd
 	logFile *os.File
 	done    chan struct{} // closed once the process has exited and been reaped
@@ -301,7 +303,12 @@ func (s *Server) launch(ctx context.Context, bin string, args func(addr string) 
 	if err != nil {
 		return err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return s.launchAt(ctx, bin, args, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+}
+
+// launchAt starts one process listening on addr and waits until it is ready.
+func (s *Server) launchAt(ctx context.Context, bin string, args func(addr string) []string, addr string) error {
+	s.bin, s.args = bin, args
 	cmd := exec.Command(bin, args(addr)...)
 	cmd.Dir = s.workDir
 	cmd.Stdout, cmd.Stderr = s.logFile, s.logFile
@@ -452,6 +459,35 @@ func (s *Server) stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Restart stops the server (SIGTERM, SIGKILL after 10 s) and starts it again on the same
+// address with the same data directory, as a crashed or upgraded Prometheus comes back; it
+// returns once the new process is ready. down, if set, runs while no process listens.
+func (s *Server) Restart(ctx context.Context, down func()) error {
+	if s.cmd == nil || s.args == nil {
+		return errors.New("restart: the server was never started")
+	}
+	select {
+	case <-s.done:
+	default:
+		if err := syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("restart: SIGTERM: %w", err)
+		}
+		select {
+		case <-s.done:
+		case <-time.After(stopTimeout):
+			s.kill()
+		}
+	}
+	if down != nil {
+		down()
+	}
+	addr := strings.TrimPrefix(strings.TrimPrefix(s.url, "http://"), "https://")
+	if err := s.launchAt(ctx, s.bin, s.args, addr); err != nil {
+		return fmt.Errorf("restart on %s: %w", addr, err)
+	}
+	return nil
 }
 
 // Pause stops the server's processes (SIGSTOP): its port still accepts connections, but nothing

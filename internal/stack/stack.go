@@ -51,6 +51,7 @@ type Options struct {
 	// ResourceMetrics registers metrics.k8s.io (deploy/apiservice-resource.yaml) with the adapter behind it;
 	// the rule file must have resource rules.
 	ResourceMetrics bool
+	NoAdapter       bool // apply deploy/ but start no adapter: the caller runs replicas (StartReplica) and serves the Service
 	Logf            func(format string, args ...any)
 }
 
@@ -73,6 +74,7 @@ type Stack struct {
 	mu          sync.Mutex
 	adapter     *exec.Cmd
 	adapterDone chan struct{}
+	replicas    []*Replica
 }
 
 // Start brings the stack up; on error everything started is stopped again.
@@ -169,6 +171,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	if s.adapterKC, err = s.ServiceAccountKubeconfig(ctx, AdapterNamespace, AdapterServiceAccount); err != nil {
 		return nil, err
+	}
+	if opts.NoAdapter {
+		return s, nil
 	}
 	if err := s.StartAdapter(ctx); err != nil {
 		return nil, err
@@ -354,6 +359,12 @@ func (s *Stack) CreateWorkloadRequesting(ctx context.Context, t loadsim.Target, 
 func (s *Stack) Stop() error {
 	var errs []error
 	errs = append(errs, s.StopAdapter())
+	s.mu.Lock()
+	replicas := s.replicas
+	s.mu.Unlock()
+	for _, r := range replicas {
+		errs = append(errs, r.Kill())
+	}
 	if s.Prom != nil {
 		errs = append(errs, s.Prom.Stop())
 	}
@@ -382,6 +393,11 @@ func (s *Stack) Addrs() []string {
 	if s.adapterPort != 0 {
 		out = append(out, net.JoinHostPort("127.0.0.1", strconv.Itoa(s.adapterPort)))
 	}
+	s.mu.Lock()
+	for _, r := range s.replicas {
+		out = append(out, net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port)))
+	}
+	s.mu.Unlock()
 	return out
 }
 
