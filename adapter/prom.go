@@ -263,12 +263,13 @@ func (c *PromClient) Series(ctx context.Context, selector string, since time.Tim
 		return nil, &QueryError{Err: fmt.Errorf("series selector %q: %w", selector, err), Bad: true}
 	}
 	var names []string
+	named := false
 	for _, m := range ms {
 		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
-			names = []string{m.Value}
+			names, named = []string{m.Value}, true
 		}
 	}
-	if names == nil {
+	if !named {
 		if names, err = c.names(ctx, selector, since); err != nil {
 			return nil, err
 		}
@@ -282,7 +283,10 @@ func (c *PromClient) Series(ctx context.Context, selector string, since time.Tim
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			one := append(slices.Clone(ms), &labels.Matcher{Type: labels.MatchEqual, Name: model.MetricNameLabel, Value: name})
+			one := ms
+			if !named {
+				one = append(slices.Clone(ms), &labels.Matcher{Type: labels.MatchEqual, Name: model.MetricNameLabel, Value: name})
+			}
 			match := (&parser.VectorSelector{LabelMatchers: one}).String()
 			start := time.Now()
 			lnames, _, _, err := c.api.LabelNames(ctx, []string{match}, since, time.Now())
