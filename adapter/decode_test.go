@@ -56,8 +56,8 @@ func TestDecodeEqualsClient(t *testing.T) {
 			`{"metric":{"pod":"a\"b\\c\/d\n\t\u00e9\u003c\ud83d\ude00","x":"\ud800"},"value":[1,"2"]},` +
 			`{"metric":{"pod":"日本"},"value":[1,"3"]}]}}`,
 		"whitespace, extra keys, other order": "{ \"data\" : { \"result\" : [ { \"value\" : [ 1700000000.1 , \"7\" ] , \"metric\" : { \"pod\" : \"p\" } , \"extra\" : [ true , null , { \"k\" : [ ] } ] } ] ,\n \"resultType\" : \"vector\" } , \"status\" : \"success\" , \"warnings\" : [ \"w\" ] }",
-		"empty":  `{"status":"success","data":{"resultType":"vector","result":[]}}`,
-		"scalar": `{"status":"success","data":{"resultType":"scalar","result":[1700000000.25,"42"]}}`,
+		"empty":                               `{"status":"success","data":{"resultType":"vector","result":[]}}`,
+		"scalar":                              `{"status":"success","data":{"resultType":"scalar","result":[1700000000.25,"42"]}}`,
 	}
 	for name, body := range bodies {
 		t.Run(name, func(t *testing.T) {
