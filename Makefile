@@ -4,11 +4,11 @@ CACHE       ?= $(CURDIR)/.cache
 K8S_VERSION ?= v1.37.2
 CLUSTER_BIN := $(CACHE)/cluster/k8s-$(K8S_VERSION)/bin
 GO_PKGS     := ./...
-E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/)
+E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/) ./test/bench/
 FUZZTIME    ?= 20s
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake demo clean
+.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-scale demo clean
 
 all: build
 
@@ -52,6 +52,11 @@ bench: deps
 ## bench-wake: wake latency, push and signal, p50/p99 over 100 wakes each (about 6 minutes).
 bench-wake: deps cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/e2e/ -run '^$$' -bench WakeLatency -benchtime 1x -count 1 -timeout 30m
+
+## bench-scale: the adapter next to its own PromQL and prometheus-adapter's PromQL, raw, at 10k, 100k and 1M
+## series and 10/100/1,000 pods (BENCH_SCALE_SIZES=10000 for one size); one table per size (about 30 minutes).
+bench-scale: deps cluster-bins
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/bench/ -run '^$$' -bench Scale -benchtime 1x -count 1 -timeout 120m
 
 demo: deps cluster-bins
 	go run ./hack/demo --cache $(CACHE) --bin-dir $(CLUSTER_BIN)
