@@ -38,6 +38,7 @@ unit:
 fuzz:
 	go test ./naming/ -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
 	go test ./naming/pacompat/ -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
+	go test ./adapter/ -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
 e2e: cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) GOTEST_LOG=$(CACHE)/test-logs/e2e.log \
@@ -56,7 +57,7 @@ bench-wake: deps cluster-bins
 ## bench-scale: the adapter next to its own PromQL and prometheus-adapter's PromQL, raw, at 10k, 100k and 1M
 ## series and 10/100/1,000 pods (BENCH_SCALE_SIZES=10000 for one size); one table per size (about 30 minutes).
 bench-scale: deps cluster-bins
-	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/bench/ -run '^$$' -bench Scale -benchtime 1x -count 1 -timeout 120m
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/bench/ -run '^$$' -bench 'Scale|Discovery' -benchtime 1x -count 1 -timeout 120m
 
 demo: deps cluster-bins
 	go run ./hack/demo --cache $(CACHE) --bin-dir $(CLUSTER_BIN)
