@@ -2,9 +2,13 @@ package adapter
 
 import (
 	"bytes"
+	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -198,5 +202,36 @@ func BenchmarkFilter(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// With Compression the client asks for gzip and reads the compressed answer; without, it does not ask.
+func TestQueryCompression(t *testing.T) {
+	body := vectorBody(3)
+	for _, gz := range []bool{false, true} {
+		var asked string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			asked = r.Header.Get("Accept-Encoding")
+			if asked == "gzip" {
+				w.Header().Set("Content-Encoding", "gzip")
+				zw := gzip.NewWriter(w)
+				_, _ = zw.Write(body)
+				_ = zw.Close()
+				return
+			}
+			_, _ = w.Write(body)
+		}))
+		c, err := NewPromClient(PrometheusConfig{URL: srv.URL, Compression: gz}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.QueryLabel(context.Background(), "x", "pod")
+		srv.Close()
+		if err != nil || len(got) != 3 || got[2].Object != "web-0002-7d9f8b6c5d-x0002" || got[2].Value != 0.02 {
+			t.Fatalf("gzip=%v: %v %v", gz, got, err)
+		}
+		if (asked == "gzip") != gz {
+			t.Errorf("gzip=%v: Accept-Encoding %q", gz, asked)
+		}
 	}
 }

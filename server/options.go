@@ -35,6 +35,7 @@ type Options struct {
 	PrometheusHeaders      []string // Name=Value
 	PrometheusTimeout      time.Duration
 	DiscoveryTimeout       time.Duration // bound on each discovery call, which takes longer than a query at many series
+	PrometheusCompression  bool          // ask Prometheus for gzip answers
 
 	RulesReloadInterval  time.Duration
 	SeriesRelistInterval time.Duration
@@ -87,6 +88,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.PrometheusInsecure, "prometheus-insecure-skip-tls-verify", false, "do not verify Prometheus's serving certificate")
 	fs.StringArrayVar(&o.PrometheusHeaders, "prometheus-header", nil, "Name=Value header sent to Prometheus, e.g. X-Scope-OrgID=tenant-a (repeatable)")
 	fs.DurationVar(&o.PrometheusTimeout, "prometheus-timeout", o.PrometheusTimeout, "bound on every Prometheus query; a request that hits it gets a 503")
+	fs.BoolVar(&o.PrometheusCompression, "prometheus-compression", false,
+		"ask Prometheus for gzip-compressed answers: less traffic when Prometheus is far away, more CPU on both sides (leave off on loopback or within a node)")
 	fs.DurationVar(&o.DiscoveryTimeout, "discovery-timeout", o.DiscoveryTimeout,
 		"bound on each discovery call to Prometheus (metric names, label names); discovery runs beside serving and never delays the rules' fixed metrics")
 	fs.DurationVar(&o.SeriesRelistInterval, "series-relist-interval", o.SeriesRelistInterval, "how often discovery rules list series names")
@@ -171,5 +174,5 @@ func (o *Options) PrometheusConfig() (adapter.PrometheusConfig, error) {
 	if err := httpCfg.Validate(); err != nil {
 		return adapter.PrometheusConfig{}, fmt.Errorf("prometheus client settings: %w", err)
 	}
-	return adapter.PrometheusConfig{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.PrometheusTimeout, DiscoveryTimeout: o.DiscoveryTimeout}, nil
+	return adapter.PrometheusConfig{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.PrometheusTimeout, DiscoveryTimeout: o.DiscoveryTimeout, Compression: o.PrometheusCompression}, nil
 }
