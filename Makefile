@@ -15,7 +15,7 @@ COMMIT_TIME ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 LDFLAGS     := -X github.com/promql-adapter/promql-adapter/version.Version=$(VERSION) -X github.com/promql-adapter/promql-adapter/version.Commit=$(COMMIT)
 IMAGE_DIR   := bin/image
 
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator soak demo clean helm image install-test install-e2e deploy-render
+.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator bench-scale soak demo clean helm image install-test install-e2e deploy-render
 
 all: build
 
@@ -67,6 +67,7 @@ unit:
 fuzz:
 	go test ./naming/ -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
 	go test ./naming/pacompat/ -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
+	go test ./adapter/ -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
 e2e: cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) GOTEST_LOG=$(CACHE)/test-logs/e2e.log \
@@ -92,6 +93,11 @@ soak: deps cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_SOAK=10m GOTEST_LOG=$(CACHE)/test-logs/soak.log \
 		bash hack/gotest.sh -tags e2e -count=1 -timeout 40m -run '^TestFaults$$' ./test/e2e/
 	@grep -o 'RESULT |.*' $(CACHE)/test-logs/soak.log
+
+## bench-scale: the adapter next to its own PromQL and prometheus-adapter's PromQL, raw, at 10k, 100k and 1M
+## series and 10/100/1,000 pods (BENCH_SCALE_SIZES=10000 for one size); one table per size (about 30 minutes).
+bench-scale: deps cluster-bins
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/bench/ -run '^$$' -bench 'Scale|Discovery' -benchtime 1x -count 1 -timeout 120m
 
 demo: deps cluster-bins
 	go run ./hack/demo --cache $(CACHE) --bin-dir $(CLUSTER_BIN)

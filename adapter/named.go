@@ -32,7 +32,7 @@ func (p *Provider) namedInParts(ctx context.Context, m *naming.Metric, sel namin
 		g.Go(func() error {
 			s := sel
 			s.Names = part
-			items, _, err := p.values(gctx, m, s, part)
+			items, _, err := p.values(gctx, m, s, part, "")
 			results[i] = items
 			return err
 		})

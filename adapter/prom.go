@@ -1,20 +1,28 @@
 package adapter
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 	yaml "go.yaml.in/yaml/v2"
 	"golang.org/x/sync/singleflight"
 
@@ -32,11 +40,23 @@ type Querier interface {
 	Series(ctx context.Context, selector string, since time.Time) ([]naming.SeriesLabels, error)
 }
 
+// LabelQuerier is a Querier that can decode one label of each sample only, which is cheaper.
+type LabelQuerier interface {
+	// QueryLabel runs an instant query; each sample keeps label's value, its value and timestamp.
+	// The result may be shared between callers and must not be changed.
+	QueryLabel(ctx context.Context, query, label string) ([]Sample, error)
+}
+
 // PrometheusConfig says how to reach Prometheus.
 type PrometheusConfig struct {
 	URL     string                  // base URL, e.g. http://prometheus.monitoring.svc:9090
 	HTTP    config.HTTPClientConfig // TLS, bearer token, basic auth, headers, proxy
 	Timeout time.Duration           // bound on every query
+	// DiscoveryTimeout bounds each discovery call (names, label names); default 30 s.
+	DiscoveryTimeout time.Duration
+	// Compression asks Prometheus for gzip answers: less traffic across a network for more CPU on
+	// both sides (off, the default, is cheaper on loopback and within a node).
+	Compression bool
 }
 
 // LoadHTTPClientConfig reads a Prometheus HTTP client config file (the http_config
@@ -59,10 +79,16 @@ func LoadHTTPClientConfig(path string) (config.HTTPClientConfig, error) {
 
 // PromClient is a Querier with a bounded timeout, collapsed identical queries and telemetry.
 type PromClient struct {
-	api     promv1.API
-	timeout time.Duration
-	group   singleflight.Group
-	metrics *Metrics
+	api      promv1.API
+	http     *http.Client
+	queryURL string
+	gzip     bool
+	timeout  time.Duration
+	// discoveryTimeout bounds the listing of names and label names, which at many series
+	// takes Prometheus longer than a query.
+	discoveryTimeout time.Duration
+	group            singleflight.Group
+	metrics          *Metrics
 }
 
 // NewPromClient builds a client from cfg; metrics may be nil.
@@ -82,30 +108,50 @@ func NewPromClient(cfg PrometheusConfig, metrics *Metrics) (*PromClient, error) 
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	return &PromClient{api: promv1.NewAPI(client), timeout: timeout, metrics: metrics}, nil
+	dtimeout := cfg.DiscoveryTimeout
+	if dtimeout <= 0 {
+		dtimeout = 30 * time.Second
+	}
+	return &PromClient{api: promv1.NewAPI(client), http: &http.Client{Transport: rt}, queryURL: client.URL("/api/v1/query", nil).String(),
+		gzip: cfg.Compression, timeout: timeout, discoveryTimeout: dtimeout, metrics: metrics}, nil
 }
 
 // Query implements Querier. Concurrent identical queries share one request to Prometheus.
 func (c *PromClient) Query(ctx context.Context, query string) (model.Vector, error) {
-	ch := c.group.DoChan(query, func() (any, error) {
+	samples, err := c.query(ctx, query, "", true)
+	if err != nil {
+		return nil, err
+	}
+	vec := make(model.Vector, len(samples))
+	for i, s := range samples {
+		vec[i] = &model.Sample{Metric: s.Labels, Value: model.SampleValue(s.Value), Timestamp: s.Timestamp}
+	}
+	return vec, nil
+}
+
+// QueryLabel implements LabelQuerier: only label's value is decoded of each sample's labels.
+// Concurrent identical queries share one request; the result is shared and must not be changed.
+func (c *PromClient) QueryLabel(ctx context.Context, query, label string) ([]Sample, error) {
+	return c.query(ctx, query, label, false)
+}
+
+func (c *PromClient) query(ctx context.Context, query, label string, all bool) ([]Sample, error) {
+	key := "1\x00" + query
+	if !all {
+		key = "0" + label + "\x00" + query
+	}
+	ch := c.group.DoChan(key, func() (any, error) {
 		// Detached from any one caller, so a caller that gives up does not fail the others;
 		// the timeout still bounds it.
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
 		start := time.Now()
-		val, _, _, err := c.api.Query(qctx, query, time.Now(), promv1.WithTimeout(c.timeout))
+		samples, err := c.instant(qctx, query, label, all)
 		c.metrics.observeQuery(time.Since(start), err)
 		if err != nil {
 			return nil, c.wrap(err)
 		}
-		switch v := val.(type) {
-		case model.Vector:
-			return v, nil
-		case *model.Scalar:
-			return model.Vector{{Metric: model.Metric{}, Value: v.Value, Timestamp: v.Timestamp}}, nil
-		default:
-			return nil, fmt.Errorf("prometheus returned a %s, want a vector", val.Type())
-		}
+		return samples, nil
 	})
 	select {
 	case <-ctx.Done():
@@ -114,19 +160,89 @@ func (c *PromClient) Query(ctx context.Context, query string) (model.Vector, err
 		if r.Err != nil {
 			return nil, r.Err
 		}
-		return r.Val.(model.Vector), nil
+		return r.Val.([]Sample), nil
 	}
+}
+
+// instant runs /api/v1/query (POST, as the Prometheus client does) and stream-decodes the answer.
+// Errors are the Prometheus client's own *promv1.Error, so they read and classify the same.
+func (c *PromClient) instant(ctx context.Context, query, label string, all bool) ([]Sample, error) {
+	form := url.Values{}
+	form.Set("query", query)
+	form.Set("time", strconv.FormatFloat(float64(time.Now().UnixMilli())/1e3, 'f', -1, 64))
+	form.Set("timeout", c.timeout.String())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.queryURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if c.gzip {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
+		resp.Body.Close()
+	}()
+	code := resp.StatusCode
+	if code/100 != 2 && code != http.StatusBadRequest && code != http.StatusUnprocessableEntity {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		t, msg := promv1.ErrServer, fmt.Sprintf("server error: %d", code)
+		if code/100 == 4 {
+			t, msg = promv1.ErrClient, fmt.Sprintf("client error: %d", code)
+		}
+		return nil, &promv1.Error{Type: t, Msg: msg, Detail: string(body)}
+	}
+	body := io.Reader(resp.Body)
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return nil, &promv1.Error{Type: promv1.ErrBadResponse, Msg: err.Error()}
+		}
+		defer zr.Close()
+		body = zr
+	}
+	r, err := decodeQuery(body, label, all)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return nil, err
+	case err != nil:
+		return nil, &promv1.Error{Type: promv1.ErrBadResponse, Msg: err.Error()}
+	case r.Status == "error":
+		return nil, &promv1.Error{Type: promv1.ErrorType(r.ErrorType), Msg: r.Error}
+	case code/100 != 2:
+		return nil, &promv1.Error{Type: promv1.ErrBadResponse, Msg: "inconsistent body for response code"}
+	}
+	switch r.ResultType {
+	case "vector":
+		return r.Samples, nil
+	case "scalar":
+		if all {
+			for i := range r.Samples {
+				r.Samples[i].Labels = model.Metric{}
+			}
+		}
+		return r.Samples, nil
+	}
+	return nil, fmt.Errorf("prometheus returned a %s, want a vector", r.ResultType)
 }
 
 // SeriesNames implements Querier with the label values API, so memory grows with names, not series.
 func (c *PromClient) SeriesNames(ctx context.Context, selector string, since time.Time) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, c.discoveryTimeout)
 	defer cancel()
+	return c.names(ctx, selector, since)
+}
+
+func (c *PromClient) names(ctx context.Context, selector string, since time.Time) ([]string, error) {
 	start := time.Now()
 	vals, _, _, err := c.api.LabelValues(ctx, model.MetricNameLabel, []string{selector}, since, time.Now())
 	c.metrics.observeQuery(time.Since(start), err)
 	if err != nil {
-		return nil, c.wrap(err)
+		return nil, c.wrapDiscovery(err)
 	}
 	out := make([]string, len(vals))
 	for i, v := range vals {
@@ -135,33 +251,74 @@ func (c *PromClient) SeriesNames(ctx context.Context, selector string, since tim
 	return out, nil
 }
 
-// Series implements Querier with the series API.
+// Series implements Querier without listing series: the names through the label values API
+// (unless the selector names one), then the label names of each name's series through the labels
+// API, both with match[]. So Prometheus answers from its index and the adapter's memory grows
+// with names, not series. A name whose series carry different label sets gets their union.
 func (c *PromClient) Series(ctx context.Context, selector string, since time.Time) ([]naming.SeriesLabels, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, c.discoveryTimeout)
 	defer cancel()
-	start := time.Now()
-	sets, _, _, err := c.api.Series(ctx, []string{selector}, since, time.Now())
-	c.metrics.observeQuery(time.Since(start), err)
+	ms, err := parser.NewParser(parser.Options{}).ParseMetricSelector(selector)
 	if err != nil {
-		return nil, c.wrap(err)
+		return nil, &QueryError{Err: fmt.Errorf("series selector %q: %w", selector, err), Bad: true}
 	}
-	seen := map[string]bool{}
-	var out []naming.SeriesLabels
-	for _, set := range sets {
-		sl := naming.SeriesLabels{Query: selector, Name: string(set[model.MetricNameLabel])}
-		for k := range set {
-			if k != model.MetricNameLabel {
-				sl.Labels = append(sl.Labels, string(k))
+	var names []string
+	named := false
+	for _, m := range ms {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
+			names, named = []string{m.Value}, true
+		}
+	}
+	if !named {
+		if names, err = c.names(ctx, selector, since); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]naming.SeriesLabels, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4) // a few at a time: Prometheus serves requests too
+	for i, name := range names {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			one := ms
+			if !named {
+				one = append(slices.Clone(ms), &labels.Matcher{Type: labels.MatchEqual, Name: model.MetricNameLabel, Value: name})
 			}
-		}
-		slices.Sort(sl.Labels)
-		key := sl.Name + "{" + strings.Join(sl.Labels, ",")
-		if !seen[key] {
-			seen[key] = true
-			out = append(out, sl)
-		}
+			match := (&parser.VectorSelector{LabelMatchers: one}).String()
+			start := time.Now()
+			lnames, _, _, err := c.api.LabelNames(ctx, []string{match}, since, time.Now())
+			c.metrics.observeQuery(time.Since(start), err)
+			if err != nil {
+				errs[i] = c.wrapDiscovery(err)
+				return
+			}
+			sl := naming.SeriesLabels{Query: selector, Name: name}
+			for _, l := range lnames {
+				if l != model.MetricNameLabel {
+					sl.Labels = append(sl.Labels, string(l))
+				}
+			}
+			slices.Sort(sl.Labels)
+			out[i] = sl
+		}()
 	}
-	return out, nil
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// A name with no series left in the window has no label names: nothing to serve for it.
+	return slices.DeleteFunc(out, func(s naming.SeriesLabels) bool { return len(s.Labels) == 0 }), nil
+}
+
+// wrapDiscovery is wrap with the discovery timeout named.
+func (c *PromClient) wrapDiscovery(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &QueryError{Err: fmt.Errorf("no answer within %s (the discovery timeout): %w", c.discoveryTimeout, err)}
+	}
+	return c.wrap(err)
 }
 
 // wrap makes Prometheus errors say what went wrong and whether it was a timeout.

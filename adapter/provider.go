@@ -39,6 +39,11 @@ type Options struct {
 	// whole namespace and filter the result (default 8 KiB, well below the 16 KiB
 	// limit of some Prometheus-compatible backends).
 	MaxRegexBytes int
+	// NameBudget is the size of name=~"a|b|..." up to which the selected objects are always
+	// named (a set lookup in Prometheus). Past it, up to MaxRegexBytes, they are named only while
+	// the metric's last namespace-wide answer held many more series than objects selected
+	// (default 4 KiB).
+	NameBudget int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -52,6 +57,7 @@ type Provider struct {
 	mu         sync.Mutex            // guards discovered and series
 	discovered map[string]time.Time  // template series selector + "\x00" + series name → last seen
 	series     map[string]seenSeries // for Rules.Series: query, name and label names → the series
+	wide       *wideStats            // series per namespace-wide answer, per metric and namespace
 }
 
 // seenSeries is a series listed for prometheus-adapter rules, and when it was last seen.
@@ -70,10 +76,13 @@ func NewProvider(opts Options, rules *naming.Rules) *Provider {
 	if opts.MaxRegexBytes <= 0 {
 		opts.MaxRegexBytes = 8 << 10
 	}
+	if opts.NameBudget <= 0 {
+		opts.NameBudget = 4 << 10
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	p := &Provider{opts: opts, discovered: map[string]time.Time{}, series: map[string]seenSeries{}}
+	p := &Provider{opts: opts, discovered: map[string]time.Time{}, series: map[string]seenSeries{}, wide: newWideStats(4096)}
 	p.SetRules(rules)
 	return p
 }
@@ -325,7 +334,7 @@ func (p *Provider) metricByName(ctx context.Context, name types.NamespacedName, 
 		return nil, err
 	}
 	sel := naming.Selection{Namespace: name.Namespace, Names: []string{name.Name}, Selector: metricSelector}
-	items, query, err := p.values(ctx, m, sel, []string{name.Name})
+	items, query, err := p.values(ctx, m, sel, []string{name.Name}, "")
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +357,8 @@ func (p *Provider) metricBySelector(ctx context.Context, namespace string, selec
 		return nil, err
 	}
 	sel := naming.Selection{Namespace: namespace, Selector: metricSelector}
-	var names []string // the objects the answer may describe; nil: any the query returns
+	var names []string    // the objects the answer may describe; nil: any the query returns
+	var wideKeyFor string // set when the query is namespace-wide: where to note its series count
 	if p.opts.Objects != nil {
 		var total int
 		names, total, err = p.opts.Objects.Names(ctx, m.Resource, namespace, selector)
@@ -359,10 +369,14 @@ func (p *Provider) metricBySelector(ctx context.Context, namespace string, selec
 		if len(names) == 0 {
 			return &custom_metrics.MetricValueList{}, nil
 		}
-		if len(names)*2 < total && regexBytes(names) <= p.opts.MaxRegexBytes {
-			sel.Names = names // a minority of the namespace: name them; else filter afterwards
+		key := wideKey(m, namespace, sel)
+		last, known := p.wide.get(key, p.opts.Now())
+		if NameObjects(regexBytes(names), len(names), total, p.opts.NameBudget, p.opts.MaxRegexBytes, last, known) {
+			sel.Names = names
 		} else if m.NeedsNames {
-			return p.namedInParts(ctx, m, sel, names)
+			return p.namedInParts(ctx, m, sel, names) // its query must name every object: split past the cap
+		} else {
+			wideKeyFor = key
 		}
 	} else if selector != nil && !selector.Empty() {
 		return nil, newStatus(http.StatusBadRequest, metav1.StatusReasonBadRequest,
@@ -371,7 +385,7 @@ func (p *Provider) metricBySelector(ctx context.Context, namespace string, selec
 		return nil, newStatus(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
 			"metric %q (rule %d): its metricsQuery reads .LabelValuesByName, so it needs the names of the objects, which the adapter cannot list without a Kubernetes connection (--lister-kubeconfig); ask for one object by name instead", m.Name, m.RuleIndex)
 	}
-	items, _, err := p.values(ctx, m, sel, names)
+	items, _, err := p.values(ctx, m, sel, names, wideKeyFor)
 	if err != nil {
 		return nil, err
 	}
@@ -386,8 +400,9 @@ func regexBytes(names []string) int {
 	return n
 }
 
-// values runs the metric's query for sel and converts the samples of the allowed objects.
-func (p *Provider) values(ctx context.Context, m *naming.Metric, sel naming.Selection, allowed []string) ([]custom_metrics.MetricValue, string, error) {
+// values runs the metric's query for sel and converts the samples of the allowed objects. When
+// wideKey is set the query was namespace-wide, and its series count is noted under that key.
+func (p *Provider) values(ctx context.Context, m *naming.Metric, sel naming.Selection, allowed []string, wideKey string) ([]custom_metrics.MetricValue, string, error) {
 	query, err := m.Build(sel)
 	if err != nil {
 		return nil, "", buildFailed(m, err)
@@ -397,7 +412,7 @@ func (p *Provider) values(ctx context.Context, m *naming.Metric, sel naming.Sele
 	ref := func(name string) custom_metrics.ObjectReference {
 		return custom_metrics.ObjectReference{Kind: m.Resource.Kind, APIVersion: m.Resource.GroupVersion(), Namespace: sel.Namespace, Name: name}
 	}
-	vec, err := p.opts.Querier.Query(ctx, query)
+	samples, err := p.query(ctx, query, m.NameLabel)
 	if err != nil {
 		if m.Fallback == nil || allowed == nil {
 			return nil, query, p.queryFailed(m, query, err)
@@ -411,38 +426,57 @@ func (p *Provider) values(ctx context.Context, m *naming.Metric, sel naming.Sele
 		}
 		return items, query, nil
 	}
-	var allow map[string]bool
-	if allowed != nil {
-		allow = make(map[string]bool, len(allowed))
-		for _, n := range allowed {
-			allow[n] = true
-		}
+	if wideKey != "" {
+		p.wide.put(wideKey, len(samples), p.opts.Now())
 	}
-	items := make([]custom_metrics.MetricValue, 0, len(vec))
-	seen := make(map[string]bool, len(vec))
-	for _, s := range vec {
-		name := string(s.Metric[model.LabelName(m.NameLabel)])
+	keep := samples
+	if allowed != nil {
+		keep = filterSamples(samples, allowed)
+	}
+	items := make([]custom_metrics.MetricValue, 0, len(keep))
+	var seen map[string]bool
+	if len(keep) > 1 {
+		seen = make(map[string]bool, len(keep))
+	}
+	for _, s := range keep {
+		name := s.Object
 		switch {
 		case name == "":
 			p.opts.Metrics.skip("unmapped")
-			continue
-		case allow != nil && !allow[name]:
 			continue
 		case seen[name]:
 			p.opts.Metrics.skip("duplicate")
 			continue
 		}
-		q, ok := naming.Quantity(float64(s.Value))
+		q, ok := naming.Quantity(s.Value)
 		if !ok {
-			p.opts.Metrics.skip(nonFinite(float64(s.Value)))
+			p.opts.Metrics.skip(nonFinite(s.Value))
 			continue
 		}
-		seen[name] = true
+		if seen != nil {
+			seen[name] = true
+		}
 		items = append(items, custom_metrics.MetricValue{DescribedObject: ref(name), Metric: metricID,
 			Timestamp: metav1.NewTime(s.Timestamp.Time()), WindowSeconds: m.Window, Value: q})
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].DescribedObject.Name < items[j].DescribedObject.Name })
 	return items, query, nil
+}
+
+// query runs an instant query decoding only label, through the Querier's cheaper path when it has one.
+func (p *Provider) query(ctx context.Context, query, label string) ([]Sample, error) {
+	if lq, ok := p.opts.Querier.(LabelQuerier); ok {
+		return lq.QueryLabel(ctx, query, label)
+	}
+	vec, err := p.opts.Querier.Query(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Sample, len(vec))
+	for i, s := range vec {
+		out[i] = Sample{Object: string(s.Metric[model.LabelName(label)]), Value: float64(s.Value), Timestamp: s.Timestamp}
+	}
+	return out, nil
 }
 
 func (p *Provider) external(ctx context.Context, namespace string, metricSelector labels.Selector, info provider.ExternalMetricInfo) (*external_metrics.ExternalMetricValueList, error) {

@@ -173,24 +173,39 @@ func TestPodsBySelector(t *testing.T) {
 	tests := []struct {
 		name      string
 		selector  string
+		budget    int // NameBudget; 0 for the default
 		wantQuery string
 		want      map[string]string // pod → quantity
 	}{
 		{
-			name:      "minority of the namespace: names in the query",
+			name:      "short alternation: names in the query",
 			selector:  "app=web",
 			wantQuery: `avg by (namespace, pod) (avg_over_time(elu_utilization{namespace="shop",pod=~"web-1|web-2|web-3"}[1m]))`,
 			want:      map[string]string{"web-1": "250m"}, // web-2 is NaN (skipped), web-3 has no sample (absent, not zero)
 		},
 		{
-			name:      "most of the namespace: query by namespace, filter by names",
+			name:      "short alternation: most of the namespace named too",
 			selector:  "app=db",
+			wantQuery: `avg by (namespace, pod) (avg_over_time(elu_utilization{namespace="shop",pod=~"db-1|db-2|db-3|db-4"}[1m]))`,
+			want:      map[string]string{"db-1": "900m"},
+		},
+		{
+			name:      "past the name budget, most of the namespace: query by namespace, filter by names",
+			selector:  "app=db",
+			budget:    8,
 			wantQuery: `avg by (namespace, pod) (avg_over_time(elu_utilization{namespace="shop"}[1m]))`,
 			want:      map[string]string{"db-1": "900m"},
 		},
 		{
 			name:      "no selector: every pod that exists, not pods that are gone",
 			selector:  "",
+			wantQuery: `avg by (namespace, pod) (avg_over_time(elu_utilization{namespace="shop",pod=~"db-1|db-2|db-3|db-4|web-1|web-2|web-3"}[1m]))`,
+			want:      map[string]string{"web-1": "250m", "db-1": "900m"},
+		},
+		{
+			name:      "no selector past the name budget: query by namespace, not pods that are gone",
+			selector:  "",
+			budget:    8,
 			wantQuery: `avg by (namespace, pod) (avg_over_time(elu_utilization{namespace="shop"}[1m]))`,
 			want:      map[string]string{"web-1": "250m", "db-1": "900m"},
 		},
@@ -199,6 +214,9 @@ func TestPodsBySelector(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeProm(t, answer)
 			p, m := newTestProvider(t, f, shop, time.Second)
+			if tc.budget > 0 {
+				p.opts.NameBudget = tc.budget
+			}
 			list, err := p.GetMetricBySelector(context.Background(), "shop", sel(t, tc.selector), podsInfo, labels.Everything())
 			if err != nil {
 				t.Fatal(err)

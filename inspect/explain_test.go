@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +48,21 @@ func (f *fakeProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		data = f.names
 	case strings.HasSuffix(r.URL.Path, "/api/v1/series"):
 		data = f.series
+	case strings.HasSuffix(r.URL.Path, "/api/v1/labels"):
+		// The label names of the listed series whose name match[] selects (__name__="x").
+		names := []string{}
+		for _, s := range f.series {
+			if !strings.Contains(r.Form.Get("match[]"), `__name__="`+s["__name__"]+`"`) {
+				continue
+			}
+			for k := range s {
+				if !slices.Contains(names, k) {
+					names = append(names, k)
+				}
+			}
+		}
+		slices.Sort(names)
+		data = names
 	case strings.HasSuffix(r.URL.Path, "/api/v1/query"):
 		f.mu.Lock()
 		f.last = r.Form.Get("query")

@@ -35,6 +35,8 @@ type Options struct {
 	PrometheusInsecure     bool
 	PrometheusHeaders      []string // Name=Value
 	PrometheusTimeout      time.Duration
+	DiscoveryTimeout       time.Duration // bound on each discovery call, which takes longer than a query at many series
+	PrometheusCompression  bool          // ask Prometheus for gzip answers
 
 	RulesReloadInterval  time.Duration
 	SeriesRelistInterval time.Duration
@@ -59,6 +61,7 @@ func NewOptions() *Options {
 		Server:               options.NewCustomMetricsAdapterServerOptions(),
 		PrometheusURL:        "http://127.0.0.1:9090",
 		PrometheusTimeout:    5 * time.Second,
+		DiscoveryTimeout:     30 * time.Second,
 		RulesReloadInterval:  time.Second,
 		RulesFormat:          FormatAuto,
 		SeriesRelistInterval: time.Minute,
@@ -93,6 +96,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.PrometheusInsecure, "prometheus-insecure-skip-tls-verify", false, "do not verify Prometheus's serving certificate")
 	fs.StringArrayVar(&o.PrometheusHeaders, "prometheus-header", nil, "Name=Value header sent to Prometheus, e.g. X-Scope-OrgID=tenant-a (repeatable)")
 	fs.DurationVar(&o.PrometheusTimeout, "prometheus-timeout", o.PrometheusTimeout, "bound on every Prometheus query; a request that hits it gets a 503")
+	fs.BoolVar(&o.PrometheusCompression, "prometheus-compression", false,
+		"ask Prometheus for gzip-compressed answers: less traffic when Prometheus is far away, more CPU on both sides (leave off on loopback or within a node)")
+	fs.DurationVar(&o.DiscoveryTimeout, "discovery-timeout", o.DiscoveryTimeout,
+		"bound on each discovery call to Prometheus (metric names, label names); discovery runs beside serving and never delays the rules' fixed metrics")
 	fs.DurationVar(&o.SeriesRelistInterval, "series-relist-interval", o.SeriesRelistInterval, "how often discovery rules list series names")
 	fs.DurationVar(&o.SeriesMaxAge, "series-max-age", o.SeriesMaxAge, "how long a discovered metric stays served after its series was last seen")
 	fs.Float32Var(&o.ClientQPS, "client-qps", o.ClientQPS, "kube-apiserver client QPS (only informers and discovery use it; requests never list)")
@@ -187,5 +194,5 @@ func (o *Options) PrometheusConfig() (adapter.PrometheusConfig, error) {
 	if err := httpCfg.Validate(); err != nil {
 		return adapter.PrometheusConfig{}, fmt.Errorf("prometheus client settings: %w", err)
 	}
-	return adapter.PrometheusConfig{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.PrometheusTimeout}, nil
+	return adapter.PrometheusConfig{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.PrometheusTimeout, DiscoveryTimeout: o.DiscoveryTimeout, Compression: o.PrometheusCompression}, nil
 }

@@ -115,14 +115,8 @@ func Run(ctx context.Context, o *Options) error {
 	if apis.resource {
 		rp = resourcemetrics.NewProvider(prom, rules.Resource)
 	}
-	if p.HasDiscovery() {
-		// List discovered metrics before serving; if Prometheus is not there yet, the background relist finds them.
-		dctx, cancel := context.WithTimeout(ctx, o.PrometheusTimeout)
-		if err := p.Discover(dctx, o.SeriesMaxAge, o.SeriesMaxAge); err != nil {
-			klog.ErrorS(err, "first metric discovery failed; retrying every relist interval")
-		}
-		cancel()
-	}
+	// Discovery runs beside serving, its first pass at once: the rules' fixed metrics are served
+	// from the start, discovered ones as soon as they are listed.
 	go p.RunDiscovery(ctx, o.SeriesRelistInterval, o.SeriesMaxAge, o.SeriesMaxAge)
 	rf.apply = func(r *naming.Rules) {
 		warm(objects, r)

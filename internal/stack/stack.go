@@ -4,6 +4,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,11 @@ type Options struct {
 	ResourceMetrics bool
 	NoAdapter       bool // apply deploy/ but start no adapter: the caller runs replicas (StartReplica) and serves the Service
 	Logf            func(format string, args ...any)
+	// Scrape adds Prometheus targets (a synthetic exporter), ScrapeInterval sets Prometheus's
+	// scrape interval (default 1 s), AdapterArgs are appended to the adapter's flags.
+	Scrape         []promrun.Target
+	ScrapeInterval time.Duration
+	AdapterArgs    []string
 }
 
 // Stack is a running local environment.
@@ -153,8 +159,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	if s.Prom, err = promrun.Start(ctx, promrun.Options{
 		WorkDir:        filepath.Join(opts.WorkDir, "prometheus"),
-		ScrapeInterval: time.Second,
-		Targets:        []promrun.Target{{Job: "loadsim", Address: ln.Addr().String()}},
+		ScrapeInterval: cmp.Or(opts.ScrapeInterval, time.Second),
+		Targets:        append([]promrun.Target{{Job: "loadsim", Address: ln.Addr().String()}}, opts.Scrape...),
 	}); err != nil {
 		return nil, err
 	}
@@ -238,19 +244,19 @@ func (s *Stack) StartAdapter(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(s.adapterBin,
-		"--config="+s.rulesFile,
-		"--prometheus-url="+s.Prom.URL(),
+	cmd := exec.Command(s.adapterBin, append([]string{
+		"--config=" + s.rulesFile,
+		"--prometheus-url=" + s.Prom.URL(),
 		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(s.adapterPort),
-		"--tls-cert-file="+s.Cluster.AdapterServingCertFile(),
-		"--tls-private-key-file="+s.Cluster.AdapterServingKeyFile(),
-		"--lister-kubeconfig="+s.adapterKC,
-		"--authentication-kubeconfig="+s.adapterKC,
-		"--authorization-kubeconfig="+s.adapterKC,
+		"--secure-port=" + strconv.Itoa(s.adapterPort),
+		"--tls-cert-file=" + s.Cluster.AdapterServingCertFile(),
+		"--tls-private-key-file=" + s.Cluster.AdapterServingKeyFile(),
+		"--lister-kubeconfig=" + s.adapterKC,
+		"--authentication-kubeconfig=" + s.adapterKC,
+		"--authorization-kubeconfig=" + s.adapterKC,
 		"--series-relist-interval=5s",
 		"--v=2",
-	)
+	}, s.opts.AdapterArgs...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -399,6 +405,11 @@ func (s *Stack) Addrs() []string {
 	}
 	s.mu.Unlock()
 	return out
+}
+
+// AdapterURL is the adapter's own HTTPS address (not through kube-apiserver).
+func (s *Stack) AdapterURL() string {
+	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.adapterPort))
 }
 
 // WorkDir is where the stack keeps its files and logs.
