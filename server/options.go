@@ -40,6 +40,7 @@ type Options struct {
 	SeriesMaxAge         time.Duration
 	ClientQPS            float32
 	ClientBurst          int
+	InformerSyncTimeout  time.Duration
 
 	// Registerer receives the adapter's own metrics; nil means the registry that /metrics serves
 	// (k8s.io/component-base's legacyregistry, one per process). A second server in the same
@@ -59,9 +60,11 @@ func NewOptions() *Options {
 		SeriesMaxAge:         10 * time.Minute,
 		ClientQPS:            50,
 		ClientBurst:          100,
+		InformerSyncTimeout:  adapter.DefaultSyncTimeout,
 	}
 	o.Server.SecureServing.ServerCert.CertDirectory = "" // self-signed certs stay in memory unless --cert-dir is given
-	o.Server.Authorization.AlwaysAllowPaths = append(o.Server.Authorization.AlwaysAllowPaths, "/metrics", "/readyz/rules")
+	// /livez and /readyz stay open (the generic server's default); /metrics and /readyz/rules need
+	// delegated authorization, as on Kubernetes components.
 	return o
 }
 
@@ -89,6 +92,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.SeriesMaxAge, "series-max-age", o.SeriesMaxAge, "how long a discovered metric stays served after its series was last seen")
 	fs.Float32Var(&o.ClientQPS, "client-qps", o.ClientQPS, "kube-apiserver client QPS (only informers and discovery use it; requests never list)")
 	fs.IntVar(&o.ClientBurst, "client-burst", o.ClientBurst, "kube-apiserver client burst")
+	fs.DurationVar(&o.InformerSyncTimeout, "informer-sync-timeout", o.InformerSyncTimeout,
+		"how long a request waits for an object cache's first sync before a 503 that names the cause (e.g. a missing list/watch permission)")
 }
 
 // Validate checks the flags that do not need I/O.
