@@ -204,11 +204,11 @@ func check(t *testing.T, about string, q *recordingQuerier, valid bool, call fun
 	if len(asked) != 1 || len(want) != 1 {
 		t.Fatalf("%s: %d queries, %d for harmless values", about, len(asked), len(want))
 	}
-	got, err := parser.ParseExpr(asked[0])
+	got, err := parser.NewParser(parser.Options{}).ParseExpr(asked[0])
 	if err != nil {
 		t.Fatalf("%s: query does not parse: %v\n%s", about, err, asked[0])
 	}
-	wantExpr, err := parser.ParseExpr(want[0])
+	wantExpr, err := parser.NewParser(parser.Options{}).ParseExpr(want[0])
 	if err != nil {
 		t.Fatal(err)
 	}

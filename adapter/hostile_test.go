@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,12 +182,12 @@ func TestReloadRacingRelistServesNewRules(t *testing.T) {
 	p := NewProvider(Options{Querier: &recordingQuerier{}, Metrics: NewMetrics(prometheus.NewRegistry())}, oldRules)
 
 	reached, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	var first atomic.Bool
 	p.beforeStore = func() {
-		once.Do(func() {
+		if first.CompareAndSwap(false, true) {
 			close(reached)
 			<-release
-		})
+		}
 	}
 	relisted := make(chan struct{})
 	go func() {
@@ -202,9 +203,7 @@ func TestReloadRacingRelistServesNewRules(t *testing.T) {
 	if len(got) != 1 || got[0].Metric != "only_in_new_rules" || len(p.ListAllExternalMetrics()) != 0 {
 		t.Fatalf("served %v after the reload; want only the new rules' metric", got)
 	}
-	_, err := p.GetMetricByName(context.Background(), types.NamespacedName{Namespace: "shop", Name: "web-1"},
-		provider.CustomMetricInfo{GroupResource: schema.GroupResource{Resource: "pods"}, Namespaced: true, Metric: "only_in_new_rules"}, labels.Everything())
-	if apierrors.IsNotFound(err) {
+	if _, err := p.find(provider.CustomMetricInfo{GroupResource: schema.GroupResource{Resource: "pods"}, Namespaced: true, Metric: "only_in_new_rules"}); err != nil {
 		t.Fatalf("new rule not served: %v", err)
 	}
 }

@@ -71,7 +71,7 @@ func TestLabelValuesStringForms(t *testing.T) {
 			if err != nil || q != tc.want {
 				t.Fatalf("got %q, %v; want %q", q, err, tc.want)
 			}
-			if _, err := parser.ParseExpr(q); err != nil {
+			if _, err := parser.NewParser(parser.Options{}).ParseExpr(q); err != nil {
 				t.Fatal(err)
 			}
 		})
