@@ -29,10 +29,6 @@ func TestLabelValuesStringForms(t *testing.T) {
 			"", "both in a quoted string and raw"},
 		{"raw and quoted: a plain value", "x{pod=`<<index .LabelValuesByName \"pod\">>`} or x{pod=\"<<index .LabelValuesByName \"pod\">>\"}", `web-1`,
 			"x{pod=`web-1`} or x{pod=\"web-1\"}", ""},
-		{"outside a string", `sum by (<<index .LabelValuesByName "pod">>) (x)`, `a) (vector(1)`,
-			"", "outside a string"},
-		{"outside a string, a plain name", `sum by (<<index .LabelValuesByName "pod">>) (x)`, `web_1`,
-			"sum by (web_1) (x)", ""},
 		{"comment", "sum(x) # <<index .LabelValuesByName \"pod\">>", "a\nor vector(1)",
 			"", "line break"},
 	}
