@@ -68,6 +68,7 @@ fuzz:
 	go test ./naming/ -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
 	go test ./naming/pacompat/ -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
 	go test ./adapter/ -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	go test ./adapter/ -run '^$$' -fuzz FuzzProvider -fuzztime $(FUZZTIME)
 
 e2e: cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) GOTEST_LOG=$(CACHE)/test-logs/e2e.log \

@@ -16,6 +16,7 @@ type catalog struct {
 	external map[string]*naming.Metric
 	list     []provider.CustomMetricInfo
 	extList  []provider.ExternalMetricInfo
+	seq      uint64 // order of the rules and discovery snapshot it was built from
 }
 
 func newCatalog(metrics []*naming.Metric) *catalog {

@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	"k8s.io/metrics/pkg/apis/custom_metrics"
@@ -54,10 +55,13 @@ type Provider struct {
 	rules atomic.Pointer[naming.Rules]
 	cat   atomic.Pointer[catalog]
 
-	mu         sync.Mutex            // guards discovered and series
+	mu         sync.Mutex            // guards discovered, series and builds
 	discovered map[string]time.Time  // template series selector + "\x00" + series name → last seen
 	series     map[string]seenSeries // for Rules.Series: query, name and label names → the series
 	wide       *wideStats            // series per namespace-wide answer, per metric and namespace
+	builds     uint64                // catalogs built so far; stamps each catalog with its snapshot order
+
+	beforeStore func() // test hook: runs between building a catalog and storing it
 }
 
 // seenSeries is a series listed for prometheus-adapter rules, and when it was last seen.
@@ -93,11 +97,16 @@ func (p *Provider) SetRules(rules *naming.Rules) {
 	p.rebuild()
 }
 
-// rebuild recomputes the catalog from the rules and the discovered series names.
+// rebuild recomputes the catalog from the rules and the discovered series names. The rules and
+// the discovered names are read together under the lock, and the catalog is stamped with the order
+// of that snapshot: a rebuild that read older rules (a relist racing a reload) never replaces the
+// catalog of a later one.
 func (p *Provider) rebuild() {
-	rules := p.rules.Load()
-	metrics := slices.Clone(rules.Metrics)
 	p.mu.Lock()
+	rules := p.rules.Load()
+	p.builds++
+	seq := p.builds
+	metrics := slices.Clone(rules.Metrics)
 	for _, t := range rules.Templates {
 		prefix := t.Series + "\x00"
 		for key := range p.discovered {
@@ -124,7 +133,19 @@ func (p *Provider) rebuild() {
 	}
 	p.mu.Unlock()
 	c := newCatalog(metrics)
-	p.cat.Store(c)
+	c.seq = seq
+	if p.beforeStore != nil {
+		p.beforeStore()
+	}
+	for {
+		cur := p.cat.Load()
+		if cur != nil && cur.seq > seq {
+			return // a newer snapshot is already served
+		}
+		if p.cat.CompareAndSwap(cur, c) {
+			break
+		}
+	}
 	p.opts.Metrics.served(len(c.list), len(c.extList))
 }
 
@@ -329,6 +350,9 @@ func (p *Provider) NotServedExternal(name string) string {
 }
 
 func (p *Provider) metricByName(ctx context.Context, name types.NamespacedName, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValue, error) {
+	if err := p.checkRequest(info.GroupResource, name.Namespace, []string{name.Name}, metricSelector); err != nil {
+		return nil, err
+	}
 	m, err := p.find(info)
 	if err != nil {
 		return nil, err
@@ -352,6 +376,9 @@ func (p *Provider) metricByName(ctx context.Context, name types.NamespacedName, 
 }
 
 func (p *Provider) metricBySelector(ctx context.Context, namespace string, selector labels.Selector, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValueList, error) {
+	if err := p.checkRequest(info.GroupResource, namespace, nil, metricSelector); err != nil {
+		return nil, err
+	}
 	m, err := p.find(info)
 	if err != nil {
 		return nil, err
@@ -392,12 +419,29 @@ func (p *Provider) metricBySelector(ctx context.Context, namespace string, selec
 	return &custom_metrics.MetricValueList{Items: items}, nil
 }
 
+// regexBytes is the size of the name=~"a|b|..." matcher's value, measured after escaping.
 func regexBytes(names []string) int {
-	n := 0
-	for _, s := range names {
-		n += len(s) + 1
+	return naming.EscapedBytes(names)
+}
+
+// checkRequest refuses, with 400 and before any query is built, a namespace or object name that
+// Kubernetes could not hold and a metric selector on __name__ or with an oversized value list.
+func (p *Provider) checkRequest(gr schema.GroupResource, namespace string, names []string, metricSelector labels.Selector) error {
+	bad := func(err error) error {
+		return newStatus(http.StatusBadRequest, metav1.StatusReasonBadRequest, "%v", err)
 	}
-	return n
+	if err := naming.ValidateNamespace(namespace); err != nil {
+		return bad(err)
+	}
+	for _, n := range names {
+		if err := naming.ValidateObjectName(gr, n); err != nil {
+			return bad(err)
+		}
+	}
+	if err := naming.ValidateSelector(metricSelector, p.opts.MaxRegexBytes); err != nil {
+		return bad(err)
+	}
+	return nil
 }
 
 // values runs the metric's query for sel and converts the samples of the allowed objects. When
@@ -480,6 +524,9 @@ func (p *Provider) query(ctx context.Context, query, label string) ([]Sample, er
 }
 
 func (p *Provider) external(ctx context.Context, namespace string, metricSelector labels.Selector, info provider.ExternalMetricInfo) (*external_metrics.ExternalMetricValueList, error) {
+	if err := p.checkRequest(schema.GroupResource{}, namespace, nil, metricSelector); err != nil {
+		return nil, err
+	}
 	c := p.cat.Load()
 	m := c.external[info.Metric]
 	if m == nil {

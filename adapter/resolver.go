@@ -3,9 +3,12 @@ package adapter
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/klog/v2"
 
 	"github.com/promql-adapter/promql-adapter/naming"
 )
@@ -42,4 +45,39 @@ func (r MapperResolver) Resolve(resource string) (naming.Resource, error) {
 		Singular:      singular,
 		Namespaced:    mapping.Scope.Name() == meta.RESTScopeNameNamespace,
 	}, nil
+}
+
+// RefreshingResolver resolves through Resolver and, on a miss, has Refresh reread the API server's
+// discovery (at most once per MinInterval) and tries again, so a rule can name a CRD installed after start.
+type RefreshingResolver struct {
+	Resolver    naming.Resolver
+	Refresh     func() error
+	MinInterval time.Duration
+
+	mu   sync.Mutex
+	last time.Time
+}
+
+// Resolve implements naming.Resolver.
+func (r *RefreshingResolver) Resolve(resource string) (naming.Resource, error) {
+	res, err := r.Resolver.Resolve(resource)
+	if err == nil || !r.refresh() {
+		return res, err
+	}
+	return r.Resolver.Resolve(resource)
+}
+
+// refresh rereads discovery unless it did so within MinInterval; it reports whether it did.
+func (r *RefreshingResolver) refresh() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.last.IsZero() && time.Since(r.last) < r.MinInterval {
+		return false
+	}
+	r.last = time.Now()
+	if err := r.Refresh(); err != nil {
+		klog.ErrorS(err, "rereading resource discovery after a miss")
+		return false
+	}
+	return true
 }

@@ -123,6 +123,9 @@ func RunCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "check:", err)
 		return ExitUsage
 	}
+	for _, w := range rules.Warnings {
+		fmt.Fprintln(stderr, "check: warning:", w)
+	}
 	report, err := Check(ctx, rules, q, CheckOptions{Lookback: f.lookback, Timeout: f.timeout})
 	if err != nil {
 		fmt.Fprintln(stderr, "check:", err)

@@ -60,6 +60,7 @@ type Rules struct {
 	Templates []*Template    // discovery rules
 	Series    SeriesRules    // rules that need each series' label names (prometheus-adapter's format); may be nil
 	Resource  *ResourceRules // metrics.k8s.io (cpu and memory); nil when the file has none
+	Warnings  []string       // what loads but may not do what was meant, e.g. a query part without the namespace matcher
 }
 
 // SeriesLabels is one listed series reduced to its name and label names.
@@ -94,6 +95,9 @@ func Compile(cfg *Config, resolver Resolver) (*Rules, error) {
 				fail("", err)
 			}
 			continue
+		}
+		if w := injectWarning(i, r); w != "" {
+			out.Warnings = append(out.Warnings, w)
 		}
 		if m != nil {
 			key := m.key()
@@ -295,6 +299,30 @@ func parseQuery(q string) (parser.Expr, error) {
 		return nil, fmt.Errorf("evaluates to a %s; an instant vector is needed", t)
 	}
 	return expr, nil
+}
+
+// injectWarning says which of the query's selectors an inject list leaves without the request's
+// namespace and object matchers, so they read every namespace; "" when none.
+func injectWarning(i int, r *Rule) string {
+	if len(r.Inject) == 0 {
+		return ""
+	}
+	expr, err := parseQuery(r.Query)
+	if err != nil {
+		return ""
+	}
+	var left []string
+	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok && !slices.Contains(r.Inject, vs.Name) && !slices.Contains(left, vs.String()) {
+			left = append(left, vs.String())
+		}
+		return nil
+	})
+	if len(left) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("rule %d (%s): inject lists %s, so %s get no namespace or object matcher and read every namespace",
+		i, r.Name, strings.Join(r.Inject, ", "), strings.Join(left, ", "))
 }
 
 func usesSeries(expr parser.Expr, name string) bool {

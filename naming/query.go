@@ -124,6 +124,9 @@ func SelectorMatchers(sel k8slabels.Selector) ([]*labels.Matcher, error) {
 		if !IsLabelName(name) {
 			return nil, fmt.Errorf("selector key %q is not a valid Prometheus label name (letters, digits and _ only)", name)
 		}
+		if name == "__name__" {
+			return nil, fmt.Errorf("selector key %q is refused: the rule's query fixes the metric name", name)
+		}
 		vals := r.ValuesUnsorted()
 		var t labels.MatchType
 		val := ""

@@ -43,6 +43,7 @@ type Options struct {
 	SeriesMaxAge         time.Duration
 	ClientQPS            float32
 	ClientBurst          int
+	InformerSyncTimeout  time.Duration
 
 	pa paFlags // prometheus-adapter's flag names (paflags.go)
 	// APIs are the API groups served (--apis: custom, external, resource); nil means custom and
@@ -68,9 +69,11 @@ func NewOptions() *Options {
 		SeriesMaxAge:         10 * time.Minute,
 		ClientQPS:            50,
 		ClientBurst:          100,
+		InformerSyncTimeout:  adapter.DefaultSyncTimeout,
 	}
 	o.Server.SecureServing.ServerCert.CertDirectory = "" // self-signed certs stay in memory unless --cert-dir is given
-	o.Server.Authorization.AlwaysAllowPaths = append(o.Server.Authorization.AlwaysAllowPaths, "/metrics", "/readyz/rules")
+	// /livez and /readyz stay open (the generic server's default); /metrics and /readyz/rules need
+	// delegated authorization, as on Kubernetes components.
 	return o
 }
 
@@ -107,6 +110,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.addPrometheusAdapterFlags(fs)
 	fs.StringSliceVar(&o.APIs, "apis", o.APIs,
 		"API groups to serve, any of custom (custom.metrics.k8s.io), external (external.metrics.k8s.io), resource (metrics.k8s.io, kubectl top); default custom,external plus resource when the rule file has resource rules. Discovery lists only these")
+	fs.DurationVar(&o.InformerSyncTimeout, "informer-sync-timeout", o.InformerSyncTimeout,
+		"how long a request waits for an object cache's first sync before a 503 that names the cause (e.g. a missing list/watch permission)")
 }
 
 // Validate checks the flags that do not need I/O.

@@ -44,7 +44,9 @@ func (f *ruleFile) load() (*naming.Rules, error) {
 	}
 	sum := sha256.Sum256(data)
 	f.mu.Lock()
-	same := sum == f.hash
+	// Unchanged and serving: nothing to do. A rejected file is compiled again on every check, as
+	// a resource it names (a CRD installed since) may now resolve.
+	same := sum == f.hash && f.err == nil && !f.loadedAt.IsZero()
 	f.hash = sum
 	f.mu.Unlock()
 	if same {
@@ -84,6 +86,7 @@ func (f *ruleFile) reject(err error) error {
 func (f *ruleFile) watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var lastErr string // a file rejected again for the same reason is logged once
 	for {
 		select {
 		case <-ctx.Done():
@@ -92,9 +95,12 @@ func (f *ruleFile) watch(ctx context.Context, interval time.Duration) {
 		}
 		rules, err := f.load()
 		switch {
+		case err != nil && err.Error() == lastErr:
 		case err != nil:
+			lastErr = err.Error()
 			klog.ErrorS(err, "rule file rejected; the last good rules keep serving", "path", f.path)
 		case rules != nil:
+			lastErr = ""
 			klog.InfoS("rule file reloaded", "path", f.path, "metrics", len(rules.Metrics), "discoveryRules", len(rules.Templates))
 		}
 	}
@@ -142,6 +148,7 @@ func compileRules(path, format string, data []byte, resolver naming.Resolver, st
 		for _, w := range warnings {
 			klog.InfoS("prometheus-adapter config", "path", path, "warning", w)
 		}
+		rules.Warnings = append(rules.Warnings, warnings...)
 		return rules, len(rules.Series.SeriesQueries()), nil
 	}
 	cfg, err := naming.ParseConfig(data)
@@ -151,6 +158,9 @@ func compileRules(path, format string, data []byte, resolver naming.Resolver, st
 	rules, err := naming.Compile(cfg, resolver)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, w := range rules.Warnings {
+		klog.InfoS("rule file", "path", path, "warning", w)
 	}
 	return rules, len(cfg.Metrics), nil
 }

@@ -78,12 +78,16 @@ func Run(ctx context.Context, o *Options) error {
 		if err != nil {
 			return fmt.Errorf("resource discovery from kube-apiserver: %w", err)
 		}
-		resolver = adapter.MapperResolver{Mapper: mapper}
+		mapper.RunUntil(ctx.Done())
+		// A resource the mapper misses (a CRD installed after start) rereads discovery, at most every 10 s.
+		resolver = &adapter.RefreshingResolver{Resolver: adapter.MapperResolver{Mapper: mapper}, Refresh: mapper.RegenerateMappings, MinInterval: 10 * time.Second}
 		mc, err := metadata.NewForConfig(kubeConfig)
 		if err != nil {
 			return fmt.Errorf("metadata client: %w", err)
 		}
-		objects = adapter.NewInformerObjects(ctx, mc, 0)
+		io := adapter.NewInformerObjects(ctx, mc, 0)
+		io.SyncTimeout = o.InformerSyncTimeout
+		objects = io
 	} else {
 		klog.InfoS("running without a cluster: built-in resources only, label selectors on objects are refused")
 	}
@@ -132,7 +136,7 @@ func Run(ctx context.Context, o *Options) error {
 		go rf.watch(ctx, o.RulesReloadInterval)
 	}
 
-	srv, err := newServer(o, kubeConfig, p, rf, apis)
+	srv, err := newServer(o, kubeConfig, p, objects, rf, apis)
 	if err != nil {
 		return err
 	}
@@ -183,7 +187,7 @@ func clientConfig(kubeconfig string) (*rest.Config, error) {
 
 // newServer builds the generic API server the way custom-metrics-apiserver's AdapterBase does,
 // except that --trust-loopback replaces delegated authentication and authorization.
-func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, rf *ruleFile, apis servedAPIs) (*apiserver.CustomMetricsAdapterServer, error) {
+func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects adapter.Objects, rf *ruleFile, apis servedAPIs) (*apiserver.CustomMetricsAdapterServer, error) {
 	so := o.Server
 	if err := so.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
 		return nil, fmt.Errorf("self-signed serving certificate: %w", err)
@@ -205,6 +209,9 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, rf *rul
 		}
 	}
 	if err := so.Audit.ApplyTo(&cfg.Config); err != nil {
+		return nil, err
+	}
+	if err := so.Features.ApplyTo(&cfg.Config, nil, nil); err != nil { // --profiling, --contention-profiling
 		return nil, err
 	}
 	defs := func(ref openapicommon.ReferenceCallback) map[string]openapicommon.OpenAPIDefinition {
@@ -243,6 +250,13 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, rf *rul
 		return nil
 	})); err != nil {
 		return nil, err
+	}
+	if io, ok := objects.(*adapter.InformerObjects); ok {
+		if err := srv.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("object-caches", func(*http.Request) error {
+			return io.Unsynced()
+		})); err != nil {
+			return nil, err
+		}
 	}
 	srv.GenericAPIServer.Handler.NonGoRestfulMux.Handle("/readyz/rules", rf)
 	return srv, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"text/template"
 	"unicode/utf8"
 
+	"github.com/prometheus/prometheus/promql/parser"
 	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 
@@ -51,8 +53,10 @@ type request struct {
 // (Go %q). Where the output differs, deliberately:
 //   - regular-expression metacharacters are escaped in values joined into =~ and !~ matchers (several
 //     names, selector in/notin, and a single-value in, which prometheus-adapter passes on as a raw regex);
-//   - .LabelValuesByName values are escaped for use inside a single- or double-quoted PromQL string
-//     (prometheus-adapter pastes them raw, so a quote could end the string), and several values are the
+//   - .LabelValuesByName values are escaped for the PromQL string form the template puts them in
+//     (prometheus-adapter pastes them raw, so a quote could end the string): escapes in double- and
+//     single-quoted strings; as they are in backtick raw strings, which cannot hold a backtick, so a
+//     value with one is refused; outside a string only plain names pass. Several values are the
 //     escaped alternatives above; a single value is not regex-escaped, as templates use it with = as
 //     often as with =~, so inside =~ it is a regular expression, as in prometheus-adapter;
 //   - invalid UTF-8, selector keys that are not Prometheus label names and a rendered query that does not
@@ -159,6 +163,9 @@ func (r *request) addSelector(sel k8slabels.Selector) error {
 		if !naming.IsLabelName(key) {
 			return fmt.Errorf("selector key %q is not a Prometheus label name (letters, digits and _ only)", key)
 		}
+		if key == "__name__" {
+			return fmt.Errorf("selector key %q is refused: the rule's query fixes the metric name", key)
+		}
 		values := q.ValuesUnsorted()
 		slices.Sort(values)
 		values = slices.Compact(values)
@@ -214,17 +221,18 @@ func (m *Metric) render(req *request) (string, error) {
 	for i, p := range req.parts {
 		matchers[i] = p.String()
 	}
-	values := make(map[string]string, len(req.values))
-	for k, v := range req.values {
-		values[k] = stringContent(v)
+	args := queryArgs{
+		Series:        m.Series,
+		LabelMatchers: strings.Join(matchers, ","),
+		GroupBy:       strings.Join(req.groupBy, ","),
+		GroupBySlice:  req.groupBy,
 	}
-	q, err := render(m.rule.query, queryArgs{
-		Series:            m.Series,
-		LabelMatchers:     strings.Join(matchers, ","),
-		LabelValuesByName: values,
-		GroupBy:           strings.Join(req.groupBy, ","),
-		GroupBySlice:      req.groupBy,
-	})
+	values, err := m.escapedValues(req.values, args)
+	if err != nil {
+		return "", err
+	}
+	args.LabelValuesByName = values
+	q, err := render(m.rule.query, args)
 	if err != nil {
 		return "", &naming.RuleFault{Code: m.rule.renderFailed(), Err: fmt.Errorf("%s: metricsQuery: %w", m.rule.ref(), err)}
 	}
@@ -248,6 +256,118 @@ func render(t *template.Template, args queryArgs) (string, error) {
 		return "", errors.New("empty query produced by metrics query template")
 	}
 	return b.String(), nil
+}
+
+// Where a template can put a .LabelValuesByName value: inside a PromQL string of one of the three
+// quote characters, in a # comment, or anywhere else (formBare).
+const (
+	formDouble  = '"'
+	formSingle  = '\''
+	formRaw     = '`'
+	formComment = '#'
+	formBare    = 0
+)
+
+// valueMarker stands for the value of the i-th label while finding where the template puts values.
+func valueMarker(i int) string { return "zq9pacompatvalue" + strconv.Itoa(i) + "x" }
+
+// escapedValues escapes each .LabelValuesByName value for every place the template puts it. It
+// renders the template once with a marker per value and lexes the result as PromQL, so a value in a
+// double- or single-quoted string is escaped for it (quotes as \x22 and \x27, backslashes and control
+// characters as Go escapes them), a value in a backtick raw string, which has no escapes, is passed
+// as it is and refused when it holds a backtick, a value in a comment is refused when it holds a line
+// break, and a value outside any string must be a plain name. A template that branches on the values
+// may take another branch with the markers; the places found are then a superset, so still safe.
+func (m *Metric) escapedValues(raw map[string]string, args queryArgs) (map[string]string, error) {
+	out := make(map[string]string, len(raw))
+	if len(raw) == 0 || !m.rule.usesValues {
+		for k, v := range raw {
+			out[k] = stringContent(v)
+		}
+		return out, nil
+	}
+	keys := slices.Sorted(maps.Keys(raw))
+	marked := make(map[string]string, len(keys))
+	for i, k := range keys {
+		marked[k] = valueMarker(i)
+	}
+	args.LabelValuesByName = marked
+	probe, err := render(m.rule.query, args)
+	if err != nil {
+		return nil, err
+	}
+	forms, err := valueForms(probe, len(keys))
+	if err != nil {
+		return nil, fmt.Errorf("metricsQuery renders invalid PromQL for this request: %w (rendered: %s)", err, oneLine(probe))
+	}
+	for i, k := range keys {
+		v, err := escapeFor(raw[k], forms[i])
+		if err != nil {
+			return nil, fmt.Errorf("value of label %q for .LabelValuesByName: %w", k, err)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// valueForms lexes a query rendered with n markers and returns, per marker, the places it occurs.
+func valueForms(q string, n int) ([]map[rune]bool, error) {
+	forms := make([]map[rune]bool, n)
+	seen := make([]int, n)
+	for i := range forms {
+		forms[i] = map[rune]bool{}
+	}
+	l := parser.Lex(q)
+	for {
+		var it parser.Item
+		l.NextItem(&it)
+		if it.Typ == parser.EOF {
+			break
+		}
+		if it.Typ == parser.ERROR {
+			return nil, errors.New(it.Val)
+		}
+		form := rune(formBare)
+		switch it.Typ {
+		case parser.STRING:
+			form = rune(it.Val[0])
+		case parser.COMMENT:
+			form = formComment
+		}
+		for i := range forms {
+			if c := strings.Count(it.Val, valueMarker(i)); c > 0 {
+				forms[i][form] = true
+				seen[i] += c
+			}
+		}
+	}
+	for i := range forms {
+		if seen[i] < strings.Count(q, valueMarker(i)) {
+			forms[i][formBare] = true // split across tokens: treat as outside any string
+		}
+	}
+	return forms, nil
+}
+
+// escapeFor is v written so that it is the same value in each of the given places.
+func escapeFor(v string, forms map[rune]bool) (string, error) {
+	quoted := forms[formDouble] || forms[formSingle]
+	out := stringContent(v)
+	if forms[formRaw] || forms[formBare] || (forms[formComment] && !quoted) {
+		if quoted && out != v {
+			return "", fmt.Errorf("%q is used both in a quoted string and raw; it must hold no quote, backslash or control character", v)
+		}
+		out = v
+	}
+	switch {
+	case forms[formRaw] && strings.ContainsRune(v, '`'):
+		return "", fmt.Errorf("%q holds a backtick, which a PromQL raw string (`...`) cannot hold", v)
+	case forms[formBare] && !naming.IsMetricName(v):
+		return "", fmt.Errorf("%q is used outside a string in the metricsQuery, so it must be a plain name (letters, digits, _ and :)", v)
+	case forms[formComment] && strings.ContainsAny(out, "\r\n"):
+		return "", fmt.Errorf("%q holds a line break and is used in a comment", v)
+	}
+	return out, nil
 }
 
 // stringContent escapes s for the inside of a single- or double-quoted PromQL string: backslashes

@@ -260,6 +260,9 @@ func compileRule(section string, i int, r *Rule, external bool, resolver naming.
 		}
 		ru.query = t
 		ru.usesValues = strings.Contains(r.MetricsQuery, "LabelValuesByName")
+		if !strings.Contains(r.MetricsQuery, ".LabelMatchers") {
+			warn("metricsQuery does not use <<.LabelMatchers>>: the request's namespace and objects reach the query only where it reads .LabelValuesByName; without them it reads every namespace")
+		}
 		if conv != nil {
 			if err := ru.checkSample(); err != nil {
 				fail("metricsQuery", err)

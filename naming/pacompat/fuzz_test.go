@@ -16,7 +16,8 @@ import (
 )
 
 // fuzzConfig has one rule per way a value reaches the query: .LabelMatchers (several selectors),
-// .LabelValuesByName inside double- and single-quoted strings, and an external rule.
+// .LabelValuesByName inside double- and single-quoted strings and inside backtick raw strings, and an
+// external rule.
 const fuzzConfig = `
 rules:
 - seriesQuery: '{__name__="http_requests_total"}'
@@ -31,6 +32,11 @@ rules:
 - seriesQuery: '{__name__="queue_length"}'
   resources: {template: <<.Resource>>}
   metricsQuery: max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>) / on (<<.GroupBy>>) count(up{<<.LabelMatchers>>}) by (<<.GroupBy>>)
+- seriesQuery: '{__name__="raw_total"}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  metricsQuery: >-
+    sum(<<.Series>>{namespace=` + "`" + `<<index .LabelValuesByName "namespace">>` + "`" + `,
+    pod=~` + "`" + `<<index .LabelValuesByName "pod">>` + "`" + `,code=` + "`" + `<<index .LabelValuesByName "code">>` + "`" + `}) by (pod)
 externalRules:
 - seriesQuery: '{__name__="queue_depth"}'
   resources: {overrides: {namespace: {resource: namespace}}}
@@ -50,6 +56,7 @@ func fuzzMetrics(t testing.TB) []Metric {
 		{Query: `{__name__="http_requests_total"}`, Name: "http_requests_total", Labels: []string{"namespace", "pod", "code"}},
 		{Query: `{__name__="nginx_total"}`, Name: "nginx_total", Labels: []string{"namespace", "pod", "code"}},
 		{Query: `{__name__="queue_length"}`, Name: "queue_length", Labels: []string{"namespace", "deployment"}},
+		{Query: `{__name__="raw_total"}`, Name: "raw_total", Labels: []string{"namespace", "pod", "code"}},
 		{Query: `{__name__="queue_depth"}`, Name: "queue_depth", Labels: []string{"namespace", "queue"}},
 	})
 	var out []Metric
@@ -58,8 +65,8 @@ func fuzzMetrics(t testing.TB) []Metric {
 			out = append(out, m)
 		}
 	}
-	if len(out) != 4 {
-		t.Fatalf("expected 4 namespaced metrics, got %d", len(out))
+	if len(out) != 5 {
+		t.Fatalf("expected 5 namespaced metrics, got %d", len(out))
 	}
 	return out
 }
@@ -96,6 +103,7 @@ func FuzzBuild(f *testing.F) {
 		{"", "", ""},
 		{"\x00", "\xff\xfe", "é"},
 		{"`", "\u2028", `\x22`},
+		{"a`) or vector(1) or up{x=`", "p`}) or vector(1) #", "c\\`"},
 		{`'}) or up{a='`, `"}) or up{a="`, "\\"},
 	} {
 		f.Add(s[0], s[1], s[2])
@@ -133,6 +141,12 @@ func FuzzBuild(f *testing.F) {
 				}
 				if err != nil && m.rule.usesValues && strings.Contains(err.Error(), "renders invalid PromQL") {
 					continue // a single raw value inside =~ is a regular expression; this one is not valid
+				}
+				if err != nil && strings.Contains(err.Error(), "raw string (`...`) cannot hold") {
+					if !strings.Contains(ns+name+code, "`") {
+						t.Fatalf("%s: refused without a backtick: %v", m.Name, err)
+					}
+					continue // a backtick cannot be written in a raw string: refused
 				}
 				if err != nil {
 					t.Fatalf("%s: %v", m.Name, err)
