@@ -43,8 +43,8 @@ func paProvider(t *testing.T, config string, promURL string, objects Objects, ma
 	return p
 }
 
-// seriesAndQueries is an httptest Prometheus for prometheus-adapter rules: /api/v1/series lists
-// one series per metric name given, /api/v1/query answers with answer (an errorType and code to fail).
+// seriesAndQueries is an httptest Prometheus for prometheus-adapter rules: the labels APIs (and
+// /api/v1/series) list one series per metric name given, /api/v1/query answers with answer (an errorType and code to fail).
 type seriesAndQueries struct {
 	series  map[string][]string // metric name → label names
 	mu      sync.Mutex
@@ -56,6 +56,22 @@ func (s *seriesAndQueries) start(t *testing.T) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()
 		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/labels") || strings.HasSuffix(r.URL.Path, "/label/__name__/values") {
+			// Discovery asks for names, then each name's label names, with match[].
+			data := []string{}
+			for name, ls := range s.series {
+				if !strings.Contains(r.Form.Get("match[]"), name) {
+					continue
+				}
+				if strings.HasSuffix(r.URL.Path, "/values") {
+					data = append(data, name)
+					continue
+				}
+				data = append(append(data, "__name__"), ls...)
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data})
+			return
+		}
 		if strings.HasSuffix(r.URL.Path, "/series") {
 			var data []map[string]string
 			for name, ls := range s.series {

@@ -29,10 +29,10 @@ var subcommands = []struct {
 
 // The adapter's own flags by group; the generic API server flags follow, then logging.
 var groups = []help.Group{
-	{Title: "Rules", Names: []string{"config", "config-format", "strict", "config-reload-interval", "series-relist-interval", "series-max-age"}},
+	{Title: "Rules", Names: []string{"config", "config-format", "strict", "config-reload-interval", "series-relist-interval", "series-max-age", "discovery-timeout"}},
 	{Title: "Prometheus", Names: []string{"prometheus-url", "prometheus-client-config", "prometheus-ca-file", "prometheus-token-file",
-		"prometheus-insecure-skip-tls-verify", "prometheus-header", "prometheus-timeout"}},
-	{Title: "Kubernetes", Names: []string{"lister-kubeconfig", "client-qps", "client-burst"}},
+		"prometheus-insecure-skip-tls-verify", "prometheus-header", "prometheus-timeout", "prometheus-compression"}},
+	{Title: "Kubernetes", Names: []string{"lister-kubeconfig", "client-qps", "client-burst", "informer-sync-timeout"}},
 	{Title: "Serving", Names: []string{"apis", "trust-loopback", "secure-port", "bind-address", "cert-dir", "tls-cert-file", "tls-private-key-file"}},
 	{Title: "prometheus-adapter's flags, accepted as they are", Names: server.PrometheusAdapterFlagNames},
 }
