@@ -29,6 +29,7 @@ import (
 
 	"github.com/promql-adapter/promql-adapter/internal/loadsim"
 	"github.com/promql-adapter/promql-adapter/internal/localcluster"
+	"github.com/promql-adapter/promql-adapter/internal/podnet"
 	"github.com/promql-adapter/promql-adapter/internal/stack"
 )
 
@@ -37,8 +38,9 @@ const ns = "demo"
 var (
 	st      *stack.Stack
 	syncDur = 2 * time.Second
-	binDir  string // the control plane binaries, kubectl among them
-	root    string // the repository
+	binDir  string      // the control plane binaries, kubectl among them
+	pnet    *podnet.Net // kwok's pod CIDR, served from a network namespace (real HTTP to pod IPs)
+	root    string      // the repository
 
 	web    = loadsim.Target{Namespace: ns, Deployment: "web", Service: "web", Capacity: 100, MatchLabels: map[string]string{"app": "web"}}
 	api    = loadsim.Target{Namespace: ns, Deployment: "api", Service: "api", Capacity: 100, MatchLabels: map[string]string{"app": "api"}}
@@ -62,12 +64,17 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
+	if pnet, err = podnet.New(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		return 1
+	}
+	defer pnet.Close()
 	st, err = stack.Start(ctx, stack.Options{
 		RepoRoot:        root,
 		BinDir:          binDir,
 		RulesFile:       filepath.Join(root, "testdata/rules/e2e.yaml"),
 		Targets:         []loadsim.Target{web, api, worker, sleepy, pushy, office, alerty, queueTarget("quiet"), legacy, benchPush, benchSignal, selfzero, hot, haIdle, haPush},
-		Cluster:         localcluster.Options{HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second},
+		Cluster:         localcluster.Options{HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second, PodCIDR: pnet.CIDR.String()},
 		ResourceMetrics: true,
 		Logf:            func(f string, a ...any) { fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...) },
 	})
