@@ -204,6 +204,9 @@ func (ctl *Controller) sync(ctx context.Context, key types.NamespacedName) time.
 		return ctl.o.PollAwake // the term ended while the signals were read
 	}
 	defer unlock()
+	if term.Err() != nil {
+		return ctl.o.PollAwake // the term ended; ctx learns it a moment later (AfterFunc), the term at once
+	}
 	ctl.mu.Lock()
 	overtaken := ctl.pushes[key] != pushes
 	ctl.mu.Unlock()
