@@ -194,7 +194,13 @@ func (c *checker) prometheusAdapter(ctx context.Context, rules *naming.Rules) []
 		}
 	}
 	unusable := map[ruleKey]pacompat.Unusable{}
+	var resourceParts []RuleReport // unusable parts of resourceRules: metrics.k8s.io requests that need them fail
 	for _, u := range pacompat.UnusableRules(rules) {
+		if u.Section == pacompat.SectionResourceRules {
+			resourceParts = append(resourceParts, RuleReport{Rule: u.Rule(), Kind: KindPrometheusAdapter, Describes: "metrics.k8s.io",
+				Metrics: []MetricReport{}, Why: "unusable rule: " + oneLine(u.Err.Error()) + " (the metrics.k8s.io requests that need it fail)"})
+			continue
+		}
 		k := ruleKey{u.Section, u.Index}
 		unusable[k] = u
 		if !seen[k] {
@@ -235,7 +241,7 @@ func (c *checker) prometheusAdapter(ctx context.Context, rules *naming.Rules) []
 		}
 		out = append(out, rr)
 	}
-	return out
+	return append(out, resourceParts...)
 }
 
 // markUnusable marks a rule the server loads as unusable, and each metric it lists, BROKEN with the reason.

@@ -27,7 +27,8 @@ func (s paStub) Series(_ context.Context, selector string, _ time.Time) ([]namin
 }
 
 // TestCheckUnusableRules: check marks each rule the server loads as unusable BROKEN with the
-// reason, whether its metrics are listed or it names none; the usable rule is ok.
+// reason, whether its metrics are listed or it names none, and each unusable part of resourceRules;
+// the usable rule is ok.
 func TestCheckUnusableRules(t *testing.T) {
 	rules, _, err := pacompat.LoadLenient([]byte(`rules:
 - seriesQuery: 'elu{namespace!="",pod!=""}'
@@ -39,6 +40,9 @@ func TestCheckUnusableRules(t *testing.T) {
   resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
   name: {matches: '('}
   metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)
+resourceRules:
+  cpu: {containerQuery: 'sum by (<<.GroupBy>>) (cpu{<<.LabelMatchers>>})', nodeQuery: 'sum by (<<.GroupBy>>) (ncpu{<<.LabelMatchers>>})', containerLabel: container, resources: {template: <<.Resource>>}}
+  memory: {containerQuery: 'sum by (<<.GroupBy>>) (mem{<<.LabelMatchers>>})', containerLabel: container, resources: {template: <<.Resource>>}}
 `), naming.BuiltinResources())
 	if err != nil {
 		t.Fatal(err)
@@ -59,13 +63,14 @@ func TestCheckUnusableRules(t *testing.T) {
 	for i, rr := range r.Rules {
 		got[i] = fmt.Sprintf("%s broken=%v", rr.Rule, rr.Broken)
 	}
-	if strings.Join(got, "; ") != "rules[0] broken=false; rules[1] broken=true; rules[2] broken=true" {
+	if strings.Join(got, "; ") != "rules[0] broken=false; rules[1] broken=true; rules[2] broken=true; resourceRules.memory.nodeQuery broken=true" {
 		t.Errorf("rules: %s\n%s", strings.Join(got, "; "), table.String())
 	}
 	for _, w := range []string{
 		"BROKEN: unusable rule: rules[1]", "metricsQuery: required",
 		"BROKEN: unusable rule: rules[2]", "name.matches", "(it serves no metric)",
-		"3 rules, 2 broken",
+		"BROKEN: unusable rule: resourceRules: memory.nodeQuery: required",
+		"4 rules, 3 broken",
 	} {
 		if !strings.Contains(table.String(), w) {
 			t.Errorf("table lacks %q:\n%s", w, table.String())

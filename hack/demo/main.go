@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -69,7 +70,9 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 		RulesFile: filepath.Join(root, "testdata/rules/e2e.yaml"),
 		Targets:   []loadsim.Target{web},
 		Cluster:   localcluster.Options{HPASyncPeriod: sync, HPADownscaleStabilization: 5 * time.Second},
-		Logf:      func(f string, a ...any) { say("  "+f, a...) },
+		// metrics.k8s.io from the rules' resources: section, so kubectl top works as with metrics-server.
+		ResourceMetrics: true,
+		Logf:            func(f string, a ...any) { say("  "+f, a...) },
 	})
 	if err != nil {
 		return err
@@ -120,21 +123,22 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 		hold  time.Duration
 		note  string
 		holds func(seen) string // what this phase must have shown; "" when it did
+		top   bool              // show kubectl top pods and nodes after the phase
 	}{
-		{30, 16 * time.Second, "quiet: one pod, ELU 0.3, below the 0.5 target", nil},
+		{30, 16 * time.Second, "quiet: one pod, ELU 0.3, below the 0.5 target", nil, false},
 		{320, 50 * time.Second, "traffic rises to 320 req/s: ELU saturates, the HPA adds pods until ELU ≈ 0.46 (7 pods)",
-			func(s seen) string { return s.want(s.maxReady >= 5, "the HPA scaled web up to at least 5 pods") }},
+			func(s seen) string { return s.want(s.maxReady >= 5, "the HPA scaled web up to at least 5 pods") }, true},
 		{60, 30 * time.Second, "traffic falls to 60 req/s: after the 5 s scale-down window the HPA removes pods (2 left)",
-			func(s seen) string { return s.want(s.lastReady <= 3, "the HPA scaled web down to at most 3 pods") }},
-		{20, 20 * time.Second, "night: 20 req/s, one pod is enough", nil},
+			func(s seen) string { return s.want(s.lastReady <= 3, "the HPA scaled web down to at most 3 pods") }, false},
+		{20, 20 * time.Second, "night: 20 req/s, one pod is enough", nil, false},
 		{0, 26 * time.Second, "no traffic: after 15s idle promql-wake scales web to zero (the HPA cannot go below 1)",
 			func(s seen) string {
 				return s.want(s.asleep && s.lastReady == 0, "promql-wake put web to sleep at zero pods")
-			}},
+			}, false},
 		{120, 20 * time.Second, "traffic returns at 120 req/s: promql-wake wakes web to 1 within a second, then the HPA scales it to 3",
 			func(s seen) string {
 				return s.want(!s.asleep && s.lastReady >= 2, "promql-wake woke web and the HPA scaled it past one pod")
-			}},
+			}, false},
 	}
 	begin := time.Now()
 	var failed []string
@@ -161,6 +165,12 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 				failed = append(failed, miss)
 			}
 		}
+		if phase.top {
+			if miss := top(ctx, st, binDir); miss != "" {
+				say("!!! %s", miss)
+				failed = append(failed, miss)
+			}
+		}
 	}
 	var storyErr error
 	say("")
@@ -178,6 +188,7 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 	say("Everything keeps running. Try, in another shell:")
 	say("  export KUBECONFIG=%s", kc)
 	say("  kubectl get hpa,deploy -n demo")
+	say("  kubectl top pods -n demo; kubectl top nodes      # metrics.k8s.io, from PromQL")
 	say("  kubectl get --raw /apis/custom.metrics.k8s.io/v1beta2")
 	say("  kubectl get --raw '/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/*/elu_utilization?labelSelector=app%%3Dweb'")
 	say("  kubectl get --raw '/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/services/web/service_requests_per_second'")
@@ -234,6 +245,33 @@ func line(ctx context.Context, st *stack.Stack, begin time.Time, s *seen) error 
 	s.maxReady = max(s.maxReady, s.lastReady)
 	say("%7.0fs  %4.0f r/s  %9s  %7d/%-7d  %s", time.Since(begin).Seconds(), sim.Load, elu, h.Status.DesiredReplicas, d.Status.ReadyReplicas, bar)
 	return nil
+}
+
+// top shows kubectl top pods -n demo and kubectl top nodes through kube-apiserver: metrics.k8s.io served by
+// promql-adapter from the cAdvisor-shaped series the load simulator exports. It returns "" when both printed
+// rows, and what went wrong when not.
+func top(ctx context.Context, st *stack.Stack, binDir string) string {
+	say("--- kubectl top: metrics.k8s.io from promql-adapter (cpu is rate(container_cpu_usage_seconds_total[10s]), tracking ELU)")
+	for _, args := range [][]string{{"top", "pods", "-n", ns}, {"top", "nodes"}} {
+		say("$ kubectl %s", strings.Join(args, " "))
+		var out []byte
+		var err error
+		// A pod's first rate needs two scrapes: a new pod shows within seconds.
+		for try := 0; try < 10; try++ {
+			cmd := exec.CommandContext(ctx, filepath.Join(binDir, "kubectl"), append([]string{"--kubeconfig", st.Cluster.AdminKubeconfig()}, args...)...)
+			if out, err = cmd.CombinedOutput(); err == nil && strings.Count(strings.TrimSpace(string(out)), "\n") >= 1 {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+			say("  %s", l)
+		}
+		if err != nil {
+			return fmt.Sprintf("kubectl %s: %v", strings.Join(args, " "), err)
+		}
+	}
+	return ""
 }
 
 func say(format string, a ...any) {

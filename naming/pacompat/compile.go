@@ -122,7 +122,7 @@ func compile(cfg *Config, resolver naming.Resolver, lenient bool) (*Rules, error
 			*sec.dst = append(*sec.dst, ru)
 		}
 	}
-	if rr := cfg.ResourceRules; rr != nil {
+	if rr := cfg.ResourceRules; rr != nil && !lenient {
 		for _, part := range []struct {
 			name string
 			r    *ResourceRule

@@ -10,8 +10,9 @@ import (
 // Unusable is a rule of rules or externalRules that Compile refuses. prometheus-adapter starts on
 // most such files and fails only the requests for that rule; CompileLenient does the same.
 type Unusable struct {
-	Section     string // SectionRules or SectionExternalRules
-	Index       int    // position in the section, from 0
+	Section     string // SectionRules, SectionExternalRules or SectionResourceRules
+	Index       int    // position in the section, from 0; -1 for resourceRules
+	Field       string // resourceRules only: the part at fault, e.g. cpu.containerQuery
 	SeriesQuery string // the rule's seriesQuery, to recognise it by
 	Err         error  // every problem of the rule (RuleErrors, joined)
 	// Discovers is true when only the metricsQuery is at fault: the rule's series still name metrics,
@@ -20,13 +21,21 @@ type Unusable struct {
 	Discovers bool
 }
 
-// Rule is the rule's place in the file, e.g. "rules[2]".
-func (u Unusable) Rule() string { return fmt.Sprintf("%s[%d]", u.Section, u.Index) }
+// Rule is the rule's place in the file, e.g. "rules[2]" or "resourceRules.cpu.nodeQuery".
+func (u Unusable) Rule() string {
+	if u.Section == SectionResourceRules {
+		return u.Section + "." + u.Field
+	}
+	return fmt.Sprintf("%s[%d]", u.Section, u.Index)
+}
 
 // String is one line for logs: what the rule still does, then why it is unusable (naming the rule).
 func (u Unusable) String() string {
 	what := "its metrics are listed and their requests fail"
-	if !u.Discovers {
+	switch {
+	case u.Section == SectionResourceRules:
+		what = "the metrics.k8s.io requests that need it fail"
+	case !u.Discovers:
 		what = "it serves no metric"
 	}
 	return fmt.Sprintf("unusable, %s: %s", what, oneLine(u.Err.Error()))
@@ -35,8 +44,8 @@ func (u Unusable) String() string {
 // CompileLenient is Compile as prometheus-adapter serves a config: rules and externalRules that
 // Compile refuses are reported in Rules.Unusable instead of refusing the file, and every other rule
 // is served. A rule whose metricsQuery alone is at fault keeps its discovery; requests for its metrics
-// fail with a naming.RuleFault carrying prometheus-adapter's status class. Problems outside rules and
-// externalRules (resourceRules) still refuse the file.
+// fail with a naming.RuleFault carrying prometheus-adapter's status class. resourceRules are left to
+// LoadLenient.
 func CompileLenient(cfg *Config, resolver naming.Resolver) (*Rules, error) {
 	return compile(cfg, resolver, true)
 }
@@ -51,7 +60,15 @@ func LoadLenient(data []byte, resolver naming.Resolver) (*naming.Rules, []string
 	if err != nil {
 		return nil, nil, err
 	}
-	return &naming.Rules{Series: seriesRules{rules}}, rules.Warnings, nil
+	out := &naming.Rules{Series: seriesRules{rules}}
+	if cfg.ResourceRules != nil {
+		var unusable []Unusable
+		if out.Resource, unusable, err = compileResourceRules(cfg.ResourceRules, resolver, true); err != nil {
+			return nil, nil, err
+		}
+		rules.Unusable = append(rules.Unusable, unusable...)
+	}
+	return out, rules.Warnings, nil
 }
 
 // UnusableRules lists the unusable rules of a rule set LoadLenient returned; nil for any other.

@@ -175,16 +175,6 @@ externalRules:
 	}
 }
 
-func TestLenientKeepsResourceRuleErrors(t *testing.T) {
-	cfg, err := Parse([]byte("rules:\n- seriesQuery: up\n  resources: {template: <<.Resource>>}\nresourceRules:\n  cpu: {containerQuery: '<<.Series'}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := CompileLenient(cfg, naming.BuiltinResources()); err == nil || !strings.Contains(err.Error(), "resourceRules") {
-		t.Errorf("CompileLenient: %v, want the resourceRules error", err)
-	}
-}
-
 func TestLoadLenient(t *testing.T) {
 	data := []byte("rules:\n- seriesQuery: '{__name__=\"a\",pod!=\"\"}'\n  resources: {template: <<.Resource>>}\n- seriesQuery: '{__name__=\"b\",pod!=\"\"}'\n  resources: {template: <<.Resource>>}\n  metricsQuery: b{<<.LabelMatchers>>}\n")
 	if _, _, err := Load(data, naming.BuiltinResources()); err == nil {

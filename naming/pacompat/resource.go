@@ -3,6 +3,7 @@ package pacompat
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"text/template"
 	"time"
@@ -16,18 +17,31 @@ import (
 // order); .GroupBy is the pod label then containerLabel for containerQuery, the node label for
 // nodeQuery. Values are escaped as in Metric.Build. Every error names its field.
 func CompileResourceRules(rr *ResourceRules, resolver naming.Resolver) (*naming.ResourceRules, error) {
+	out, _, err := compileResourceRules(rr, resolver, false)
+	return out, err
+}
+
+// compileResourceRules is CompileResourceRules; lenient, an unusable part (a quantity's resources or
+// containerLabel, its containerQuery, its nodeQuery) is returned in Unusable instead of refusing the
+// rules, and the queries that need it fail with a 500 naming the field: prometheus-adapter starts on
+// most such configs and fails only those requests.
+func compileResourceRules(rr *ResourceRules, resolver naming.Resolver, lenient bool) (*naming.ResourceRules, []Unusable, error) {
 	if rr == nil || resolver == nil {
-		return nil, errors.New("resourceRules: CompileResourceRules needs the rules and a resolver")
+		return nil, nil, errors.New("resourceRules: CompileResourceRules needs the rules and a resolver")
 	}
 	out := &naming.ResourceRules{Window: time.Duration(rr.Window), PerNamespace: true, Format: SectionResourceRules}
 	var errs []error
-	fail := func(field string, err error) {
-		errs = append(errs, &RuleError{Section: SectionResourceRules, Index: -1, Field: field, Err: err})
+	var unusable []Unusable
+	fail := func(field string, err error) error {
+		re := &RuleError{Section: SectionResourceRules, Index: -1, Field: field, Err: err}
+		errs = append(errs, re)
+		unusable = append(unusable, Unusable{Section: SectionResourceRules, Index: -1, Field: field, Err: re})
+		return &naming.RuleFault{Code: http.StatusInternalServerError, Err: fmt.Errorf("unusable rule: %w", re)}
 	}
 	pods, errP := resolver.Resolve("pods")
 	nodes, errN := resolver.Resolve("nodes")
 	if err := errors.Join(errP, errN); err != nil {
-		return nil, fmt.Errorf("resourceRules: %w", err)
+		return nil, nil, fmt.Errorf("resourceRules: %w", err)
 	}
 	for _, part := range []struct {
 		name string
@@ -35,62 +49,85 @@ func CompileResourceRules(rr *ResourceRules, resolver naming.Resolver) (*naming.
 		dst  **naming.ResourceQuery
 	}{{"cpu", &rr.CPU, &out.CPU}, {"memory", &rr.Memory, &out.Memory}} {
 		f := func(s string) string { return part.name + "." + s }
-		conv, _, err := newConverter(part.r.Resources, resolver)
-		if err != nil {
-			fail(f("resources"), err)
-			continue
-		}
 		q := naming.ResourceQuery{ContainerLabel: part.r.ContainerLabel}
-		var lerrs []error
-		for _, l := range []struct {
-			dst *string
-			res naming.Resource
-		}{{&q.NSLabel, conv.nsRes}, {&q.PodLabel, pods}, {&q.NodeLabel, nodes}} {
-			lbl, err := conv.labelFor(l.res)
-			if err != nil {
-				lerrs = append(lerrs, err)
-				continue
+		podsQ, nodesQ, podsErr, nodesErr := compileResourceQueries(&q, part.r, pods, nodes, resolver)
+		for _, e := range []*fieldError{podsErr, nodesErr} {
+			if e != nil && e.fault == nil { // resources and containerLabel: one error for both
+				e.fault = fail(f(e.field), e.err)
 			}
-			*l.dst = lbl
 		}
-		if len(lerrs) > 0 {
-			fail(f("resources"), errors.Join(lerrs...))
-			continue
+		if podsErr != nil {
+			podsQ = func(string, []string) (string, error) { return "", podsErr.fault }
 		}
-		if !naming.IsLabelName(q.ContainerLabel) {
-			fail(f("containerLabel"), fmt.Errorf("required: the label holding the container name (usually container), not %q", q.ContainerLabel))
-			continue
-		}
-		ct, err := resourceTemplate(part.r.ContainerQuery)
-		if err != nil {
-			fail(f("containerQuery"), err)
-			continue
-		}
-		nt, err := resourceTemplate(part.r.NodeQuery)
-		if err != nil {
-			fail(f("nodeQuery"), err)
-			continue
-		}
-		podsQ := func(ns string, names []string) (string, error) {
-			return renderResource(ct, q.NSLabel, ns, q.PodLabel, names, q.ContainerLabel)
-		}
-		nodesQ := func(names []string) (string, error) {
-			return renderResource(nt, "", "", q.NodeLabel, names, "")
-		}
-		if _, err := podsQ("ns", []string{"a", "b"}); err != nil {
-			fail(f("containerQuery"), fmt.Errorf("for a sample request: %w", err))
-			continue
-		}
-		if _, err := nodesQ([]string{"a", "b"}); err != nil {
-			fail(f("nodeQuery"), fmt.Errorf("for a sample request: %w", err))
-			continue
+		if nodesErr != nil {
+			nodesQ = func([]string) (string, error) { return "", nodesErr.fault }
 		}
 		*part.dst = naming.NewRenderedResourceQuery(q, podsQ, nodesQ)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if len(errs) > 0 && !lenient {
+		return nil, nil, errors.Join(errs...)
 	}
-	return out, nil
+	return out, unusable, nil
+}
+
+// fieldError is what is wrong with one field of a resourceRules quantity, and the error its requests fail with.
+type fieldError struct {
+	field string
+	err   error
+	fault error
+}
+
+// compileResourceQueries compiles one quantity's container and node queries into q's labels and two render
+// functions. A problem with resources or containerLabel is returned as the same field for both.
+func compileResourceQueries(q *naming.ResourceQuery, r *ResourceRule, pods, nodes naming.Resource, resolver naming.Resolver) (
+	podsQ func(string, []string) (string, error), nodesQ func([]string) (string, error), podsErr, nodesErr *fieldError) {
+	both := func(field string, err error) (func(string, []string) (string, error), func([]string) (string, error), *fieldError, *fieldError) {
+		e := &fieldError{field: field, err: err}
+		return nil, nil, e, e
+	}
+	conv, _, err := newConverter(r.Resources, resolver)
+	if err != nil {
+		return both("resources", err)
+	}
+	var lerrs []error
+	for _, l := range []struct {
+		dst *string
+		res naming.Resource
+	}{{&q.NSLabel, conv.nsRes}, {&q.PodLabel, pods}, {&q.NodeLabel, nodes}} {
+		lbl, err := conv.labelFor(l.res)
+		if err != nil {
+			lerrs = append(lerrs, err)
+			continue
+		}
+		*l.dst = lbl
+	}
+	if len(lerrs) > 0 {
+		return both("resources", errors.Join(lerrs...))
+	}
+	if !naming.IsLabelName(q.ContainerLabel) {
+		return both("containerLabel", fmt.Errorf("required: the label holding the container name (usually container), not %q", q.ContainerLabel))
+	}
+	if ct, err := resourceTemplate(r.ContainerQuery); err != nil {
+		podsErr = &fieldError{field: "containerQuery", err: err}
+	} else {
+		podsQ = func(ns string, names []string) (string, error) {
+			return renderResource(ct, q.NSLabel, ns, q.PodLabel, names, q.ContainerLabel)
+		}
+		if _, err := podsQ("ns", []string{"a", "b"}); err != nil {
+			podsQ, podsErr = nil, &fieldError{field: "containerQuery", err: fmt.Errorf("for a sample request: %w", err)}
+		}
+	}
+	if nt, err := resourceTemplate(r.NodeQuery); err != nil {
+		nodesErr = &fieldError{field: "nodeQuery", err: err}
+	} else {
+		nodesQ = func(names []string) (string, error) {
+			return renderResource(nt, "", "", q.NodeLabel, names, "")
+		}
+		if _, err := nodesQ([]string{"a", "b"}); err != nil {
+			nodesQ, nodesErr = nil, &fieldError{field: "nodeQuery", err: fmt.Errorf("for a sample request: %w", err)}
+		}
+	}
+	return podsQ, nodesQ, podsErr, nodesErr
 }
 
 func resourceTemplate(text string) (*template.Template, error) {

@@ -34,7 +34,7 @@ func TestDemoStory(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v after %s\n%s", err, time.Since(start).Round(time.Second), out)
 	}
-	for _, want := range []string{"(asleep)", "the story held: up, down, to zero and back", "stopping everything"} {
+	for _, want := range []string{"(asleep)", "$ kubectl top pods -n demo", "$ kubectl top nodes", "CPU(cores)", "the story held: up, down, to zero and back", "stopping everything"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
