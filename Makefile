@@ -4,7 +4,7 @@ CACHE       ?= $(CURDIR)/.cache
 K8S_VERSION ?= v1.37.2
 CLUSTER_BIN := $(CACHE)/cluster/k8s-$(K8S_VERSION)/bin
 GO_PKGS     := ./...
-E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/)
+E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/) $(wildcard ./test/benchresource/)
 FUZZTIME    ?= 20s
 export GOFLAGS := -buildvcs=false
 HELM_VERSION := v4.3.2
@@ -15,7 +15,7 @@ COMMIT_TIME ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 LDFLAGS     := -X github.com/promql-adapter/promql-adapter/version.Version=$(VERSION) -X github.com/promql-adapter/promql-adapter/version.Commit=$(COMMIT)
 IMAGE_DIR   := bin/image
 
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator bench-scale soak fuzz-provider demo clean helm image install-test install-e2e deploy-render
+.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator bench-scale bench-resource soak fuzz-provider demo clean helm image install-test install-e2e deploy-render
 
 all: build
 
@@ -104,6 +104,12 @@ soak: deps cluster-bins
 ## series and 10/100/1,000 pods (BENCH_SCALE_SIZES=10000 for one size); one table per size (about 30 minutes).
 bench-scale: deps cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/bench/ -run '^$$' -bench 'Scale|Discovery' -benchtime 1x -count 1 -timeout 120m
+
+## bench-resource: GET metrics.k8s.io/v1/namespaces/N/pods over 1,000 kwok pods (BENCH_RESOURCE_PODS), straight to the
+## adapter and through kube-apiserver, next to the same cpu and memory PromQL sent straight to Prometheus in the same run,
+## with the adapter's CPU per request, for native resources: and prometheus-adapter resourceRules (about 10 minutes).
+bench-resource: deps cluster-bins
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/benchresource/ -run '^$$' -bench ResourceMetrics -benchtime 1x -count 1 -timeout 60m
 
 demo: deps cluster-bins
 	go run ./hack/demo --cache $(CACHE) --bin-dir $(CLUSTER_BIN)
