@@ -15,6 +15,7 @@ import (
 
 	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/naming"
+	"github.com/promql-adapter/promql-adapter/naming/pacompat"
 )
 
 // fakeQuerier answers by the query's metric name and records the queries.
@@ -206,5 +207,37 @@ func TestStripPod(t *testing.T) {
 	}
 	if p.Annotations != nil || p.Spec.Containers[0].Image != "" || p.Spec.Containers[0].Env != nil || p.Status.Phase != "" {
 		t.Errorf("kept what is never read: %+v", p)
+	}
+}
+
+// TestUnusablePartOfResourceRules: a prometheus-adapter config whose memory nodeQuery is missing is served
+// (the lenient load): PodMetrics answer, NodeMetrics fail with a 500 naming the field and query nothing.
+func TestUnusablePartOfResourceRules(t *testing.T) {
+	rules, _, err := pacompat.LoadLenient([]byte(`resourceRules:
+  cpu: {containerQuery: 'sum by (<<.GroupBy>>) (rate(cpu{<<.LabelMatchers>>}[1m]))', nodeQuery: 'sum by (<<.GroupBy>>) (rate(node_cpu{<<.LabelMatchers>>}[1m]))', containerLabel: container, resources: {template: <<.Resource>>}}
+  memory: {containerQuery: 'sum by (<<.GroupBy>>) (mem{<<.LabelMatchers>>})', containerLabel: container, resources: {template: <<.Resource>>}}
+  window: 1m
+`), naming.BuiltinResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &fakeQuerier{answers: map[string]model.Vector{
+		"rate(cpu": {sample(0.25, "pod", "web-1", "container", "app")},
+		"mem{":      {sample(1<<20, "pod", "web-1", "container", "app")},
+		"node_cpu":  {sample(2, "node", "n1")},
+	}}
+	p := NewProvider(q, rules.Resource)
+	pods, err := p.PodMetrics(context.Background(), "shop", []*corev1.Pod{pod("shop", "web-1", "app")})
+	if err != nil || len(pods) != 1 {
+		t.Fatalf("PodMetrics: %v, %v", pods, err)
+	}
+	_, err = p.NodeMetrics(context.Background(), []*metav1.PartialObjectMetadata{{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}}, true)
+	if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), "memory.nodeQuery: required") {
+		t.Errorf("NodeMetrics: %v, want a 500 naming memory.nodeQuery", err)
+	}
+	for _, s := range q.queries {
+		if strings.Contains(s, "node_mem") || s == "" {
+			t.Errorf("queried %q", s)
+		}
 	}
 }

@@ -162,10 +162,11 @@ func TestE2EKubectlTop(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out string
+			var cpu, mem map[string]float64
 			eventually(t, 60*time.Second, "kubectl top "+strings.Join(tc.args, " ")+" shows Prometheus's values", func() (bool, string) {
 				// Per pod, summed over containers, as kubectl sums them.
-				cpu := promValues(t, cq, "namespace", "pod")
-				mem := promValues(t, mq, "namespace", "pod")
+				cpu = promValues(t, cq, "namespace", "pod")
+				mem = promValues(t, mq, "namespace", "pod")
 				if tc.ns != "" {
 					cpu, mem = strip(cpu), strip(mem)
 				}
@@ -180,13 +181,14 @@ func TestE2EKubectlTop(t *testing.T) {
 				ok, diff := matches(rows, cpu, mem)
 				return ok, diff + "\n" + o
 			})
-			t.Logf("kubectl top %s (Prometheus agrees):\n%s", strings.Join(tc.args, " "), out)
+			t.Logf("kubectl top %s:\n%s\nPrometheus, the same PromQL sent straight to it:\n%s", strings.Join(tc.args, " "), out, promTable(cpu, mem))
 		})
 	}
 	t.Run("nodes", func(t *testing.T) {
 		cq, _ := rr.CPU.Nodes(nil)
 		mq, _ := rr.Memory.Nodes(nil)
 		var out string
+		var cpu, mem map[string]float64
 		eventually(t, 60*time.Second, "kubectl top nodes shows Prometheus's values", func() (bool, string) {
 			rows, o := kubectlTop(t, "nodes")
 			out = o
@@ -194,10 +196,11 @@ func TestE2EKubectlTop(t *testing.T) {
 				return false, o
 			}
 			// kubectl top nodes also prints a percentage of allocatable: keep name, cpu, memory.
-			ok, diff := matches(rows, promValues(t, cq, "node"), promValues(t, mq, "node"))
+			cpu, mem = promValues(t, cq, "node"), promValues(t, mq, "node")
+			ok, diff := matches(rows, cpu, mem)
 			return ok && len(rows) > 0, diff + "\n" + o
 		})
-		t.Logf("kubectl top nodes (Prometheus agrees):\n%s", out)
+		t.Logf("kubectl top nodes:\n%s\nPrometheus, the same PromQL sent straight to it:\n%s", out, promTable(cpu, mem))
 	})
 	t.Run("v1 and v1beta1, get and label selector", func(t *testing.T) {
 		for _, v := range []string{"v1", "v1beta1"} {
@@ -245,6 +248,22 @@ func TestE2EKubectlTop(t *testing.T) {
 	})
 }
 
+// promTable prints Prometheus's values per key as kubectl top does: cpu in millicores, memory in MiB.
+func promTable(cpu, mem map[string]float64) string {
+	keys := make([]string, 0, len(cpu))
+	for k := range cpu {
+		if _, ok := mem[k]; ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %-40s %8.1fm %8.1fMi\n", k, cpu[k]*1000, mem[k]/(1<<20))
+	}
+	return b.String()
+}
+
 // strip turns namespace/pod keys into pod keys, as kubectl top -n prints them.
 func strip(m map[string]float64) map[string]float64 {
 	out := map[string]float64{}
@@ -274,10 +293,39 @@ func TestE2EResourceHPA(t *testing.T) {
 		_ = st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Delete(ctx, "hot", metav1.DeleteOptions{})
 	})
 	var trace []string
+	begin := time.Now()
 	mark := func(what string) {
 		d, _ := st.Kube.AppsV1().Deployments(ns).Get(ctx, "hot", metav1.GetOptions{})
-		trace = append(trace, fmt.Sprintf("%s: %d replicas", what, ptr.Deref(d.Spec.Replicas, 0)))
+		trace = append(trace, fmt.Sprintf("t=%5.1fs  %s: %d replicas", time.Since(begin).Seconds(), what, ptr.Deref(d.Spec.Replicas, 0)))
 	}
+	// Every change the HPA controller makes, with its time and the utilization it read from metrics.k8s.io.
+	syncs := make(chan []string, 1)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	go func() {
+		var lines []string
+		last := ""
+		for watchCtx.Err() == nil {
+			if h, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(watchCtx, "hot", metav1.GetOptions{}); err == nil {
+				util := "-"
+				for _, m := range h.Status.CurrentMetrics {
+					if m.Resource != nil && m.Resource.Current.AverageUtilization != nil {
+						util = fmt.Sprintf("%d%%", *m.Resource.Current.AverageUtilization)
+					}
+				}
+				state := fmt.Sprintf("cpu utilization %s, current %d, desired %d replicas", util, h.Status.CurrentReplicas, h.Status.DesiredReplicas)
+				if state != last {
+					lines = append(lines, fmt.Sprintf("t=%5.1fs  HPA: %s", time.Since(begin).Seconds(), state))
+					last = state
+				}
+			}
+			select {
+			case <-watchCtx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		syncs <- lines
+	}()
+	defer stopWatch()
 	// Idle: 10 rps on one pod is ELU 0.1, 100m of 500m = 20%: stays at 1.
 	if err := st.Sim.SetLoad(ns, "hot", 10); err != nil {
 		t.Fatal(err)
@@ -300,6 +348,7 @@ func TestE2EResourceHPA(t *testing.T) {
 	if err := st.Sim.SetLoad(ns, "hot", 150); err != nil {
 		t.Fatal(err)
 	}
+	mark("load set to 150 rps")
 	waitReplicas(t, "hot", 4, 120*time.Second)
 	mark(fmt.Sprintf("load 150 rps, after %s", time.Since(start).Round(100*time.Millisecond)))
 	// 10 rps over four pods is 5%: back to 1.
@@ -307,7 +356,10 @@ func TestE2EResourceHPA(t *testing.T) {
 	if err := st.Sim.SetLoad(ns, "hot", 10); err != nil {
 		t.Fatal(err)
 	}
+	mark("load set to 10 rps")
 	waitReplicas(t, "hot", 1, 120*time.Second)
 	mark(fmt.Sprintf("load 10 rps, after %s", time.Since(start).Round(100*time.Millisecond)))
-	t.Logf("resource HPA replica trace:\n%s", strings.Join(trace, "\n"))
+	stopWatch()
+	t.Logf("resource HPA replica trace (load changes and replicas reached):\n%s", strings.Join(trace, "\n"))
+	t.Logf("what the HPA controller read and decided, each change:\n%s", strings.Join(<-syncs, "\n"))
 }
