@@ -102,48 +102,51 @@ func (p *Provider) PodMetrics(ctx context.Context, namespace string, pods []*cor
 	}
 	got := map[podKey]*usage{}
 	var mu sync.Mutex
-	err = p.run(ctx, len(batches), func(ctx context.Context, i int) error {
-		b := batches[i]
-		for _, quantity := range []struct {
+	// The cpu and the memory query of every batch run at once (bounded by parallel), as prometheus-adapter runs them.
+	err = p.run(ctx, 2*len(batches), func(ctx context.Context, i int) error {
+		b := batches[i/2]
+		quantity := struct {
 			q   *naming.ResourceQuery
 			cpu bool
-		}{{r.CPU, true}, {r.Memory, false}} {
-			query, err := quantity.q.Pods(b.ns, b.names)
-			if err != nil {
-				return apierrors.NewInternalError(fmt.Errorf("%s: %w", r.Format, err))
-			}
-			vec, err := p.query(ctx, query)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			for _, s := range vec {
-				ns := b.ns
-				if ns == "" {
-					ns = string(s.Metric[model.LabelName(quantity.q.NSLabel)])
-				}
-				k := podKey{ns, string(s.Metric[model.LabelName(quantity.q.PodLabel)])}
-				container := string(s.Metric[model.LabelName(quantity.q.ContainerLabel)])
-				v := float64(s.Value)
-				if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-					continue
-				}
-				u := got[k]
-				if u == nil {
-					u = &usage{cpu: map[string]float64{}, mem: map[string]float64{}, ts: s.Timestamp}
-					got[k] = u
-				}
-				if quantity.cpu {
-					u.cpu[container] = v
-				} else {
-					u.mem[container] = v
-				}
-				if s.Timestamp.Before(u.ts) {
-					u.ts = s.Timestamp
-				}
-			}
-			mu.Unlock()
+		}{r.CPU, true}
+		if i%2 == 1 {
+			quantity.q, quantity.cpu = r.Memory, false
 		}
+		query, err := quantity.q.Pods(b.ns, b.names)
+		if err != nil {
+			return apierrors.NewInternalError(fmt.Errorf("%s: %w", r.Format, err))
+		}
+		vec, err := p.query(ctx, query)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		for _, s := range vec {
+			ns := b.ns
+			if ns == "" {
+				ns = string(s.Metric[model.LabelName(quantity.q.NSLabel)])
+			}
+			k := podKey{ns, string(s.Metric[model.LabelName(quantity.q.PodLabel)])}
+			container := string(s.Metric[model.LabelName(quantity.q.ContainerLabel)])
+			v := float64(s.Value)
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				continue
+			}
+			u := got[k]
+			if u == nil {
+				u = &usage{cpu: map[string]float64{}, mem: map[string]float64{}, ts: s.Timestamp}
+				got[k] = u
+			}
+			if quantity.cpu {
+				u.cpu[container] = v
+			} else {
+				u.mem[container] = v
+			}
+			if s.Timestamp.Before(u.ts) {
+				u.ts = s.Timestamp
+			}
+		}
+		mu.Unlock()
 		return nil
 	})
 	if err != nil {
