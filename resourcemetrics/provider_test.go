@@ -223,8 +223,8 @@ func TestUnusablePartOfResourceRules(t *testing.T) {
 	}
 	q := &fakeQuerier{answers: map[string]model.Vector{
 		"rate(cpu": {sample(0.25, "pod", "web-1", "container", "app")},
-		"mem{":      {sample(1<<20, "pod", "web-1", "container", "app")},
-		"node_cpu":  {sample(2, "node", "n1")},
+		"mem{":     {sample(1<<20, "pod", "web-1", "container", "app")},
+		"node_cpu": {sample(2, "node", "n1")},
 	}}
 	p := NewProvider(q, rules.Resource)
 	pods, err := p.PodMetrics(context.Background(), "shop", []*corev1.Pod{pod("shop", "web-1", "app")})
