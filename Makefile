@@ -15,7 +15,7 @@ COMMIT_TIME ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 LDFLAGS     := -X github.com/promql-adapter/promql-adapter/version.Version=$(VERSION) -X github.com/promql-adapter/promql-adapter/version.Commit=$(COMMIT)
 IMAGE_DIR   := bin/image
 
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator bench-scale bench-resource soak fuzz-provider demo clean helm image install-test install-e2e deploy-render
+.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator bench-scale bench-resource soak demo clean helm image install-test install-e2e deploy-render
 
 all: build
 
@@ -63,16 +63,13 @@ lint:
 unit:
 	GOTEST_LOG=$(CACHE)/test-logs/unit.log bash hack/gotest.sh -race -count=1 $(GO_PKGS)
 
-## fuzz: label values from requests never change a query's structure.
+## fuzz: label values from requests never change a query's structure; hostile requests to both rule formats
+## (FuzzProvider) get 400 or an unchanged query. A bare "context deadline exceeded" at the end of -fuzztime, with no
+## crasher written, is go1.26's fuzz coordinator race (golang/go#75804, fixed in Go 1.27), not a failing input.
 fuzz:
 	go test ./naming/ -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
 	go test ./naming/pacompat/ -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME)
 	go test ./adapter/ -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
-
-## fuzz-provider: hostile requests to both rule formats. Its seeds run in `make unit`; the fuzzing itself is too
-## slow per input for go's fuzz engine to stop cleanly after 20 s (it ends with "context deadline exceeded"), so
-## it is not in make test yet.
-fuzz-provider:
 	go test ./adapter/ -run '^$$' -fuzz FuzzProvider -fuzztime $(FUZZTIME)
 
 e2e: cluster-bins

@@ -124,7 +124,7 @@ func FuzzProvider(f *testing.F) {
 		if err != nil {
 			metricSel = labels.Everything() // the API server answers 400 before the provider is called
 		}
-		nsValid := ns == "" || len(validation.IsDNS1123Label(ns)) == 0
+		nsValid := ns == "" || len(ns) <= validation.DNS1123LabelMaxLength && len(validation.IsDNS1123Label(ns)) == 0
 		for format, p := range providers {
 			q := queriesOf(p)
 			for _, info := range p.ListAllMetrics() {

@@ -20,27 +20,43 @@ func ValidateNamespace(ns string) error {
 	if ns == "" {
 		return nil
 	}
+	if len(ns) > validation.DNS1123LabelMaxLength {
+		return fmt.Errorf("namespace %s is not a valid Kubernetes namespace name: longer than %d characters", shown(ns), validation.DNS1123LabelMaxLength)
+	}
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		return fmt.Errorf("namespace %q is not a valid Kubernetes namespace name: %s", ns, strings.Join(errs, "; "))
+		return fmt.Errorf("namespace %s is not a valid Kubernetes namespace name: %s", shown(ns), strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// maxShown bounds how much of a refused value an error message quotes.
+const maxShown = 64
+
+// shown quotes v for an error message, cut to maxShown bytes: a hostile value is never echoed whole.
+func shown(v string) string {
+	if len(v) <= maxShown {
+		return fmt.Sprintf("%q", v)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", v[:maxShown], len(v))
 }
 
 // ValidateObjectName refuses an object name that Kubernetes could not hold for gr: services are
 // DNS-1035 labels, namespaces DNS-1123 labels, every other resource (built-in or custom) a DNS-1123
 // subdomain, as the API server validates them.
 func ValidateObjectName(gr schema.GroupResource, name string) error {
-	var errs []string
+	check, maxLen := validation.IsDNS1123Subdomain, validation.DNS1123SubdomainMaxLength
 	switch {
 	case gr.Group == "" && gr.Resource == "namespaces":
-		errs = validation.IsDNS1123Label(name)
+		check, maxLen = validation.IsDNS1123Label, validation.DNS1123LabelMaxLength
 	case gr.Group == "" && gr.Resource == "services":
-		errs = validation.IsDNS1035Label(name)
-	default:
-		errs = validation.IsDNS1123Subdomain(name)
+		check, maxLen = validation.IsDNS1035Label, validation.DNS1035LabelMaxLength
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%q is not a valid name for %s: %s", name, gr, strings.Join(errs, "; "))
+	// The length first: the pattern is not run over a long hostile value.
+	if len(name) > maxLen {
+		return fmt.Errorf("%s is not a valid name for %s: longer than %d characters", shown(name), gr, maxLen)
+	}
+	if errs := check(name); len(errs) > 0 {
+		return fmt.Errorf("%s is not a valid name for %s: %s", shown(name), gr, strings.Join(errs, "; "))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package naming
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -46,6 +47,24 @@ func TestValidateNames(t *testing.T) {
 	}
 	if n := EscapedBytes([]string{"a.b", "c"}); n != len(`a\.b|c`) {
 		t.Errorf("EscapedBytes %d", n)
+	}
+}
+
+// TestValidateLongValues: a long hostile value is refused with a message that quotes only its start.
+func TestValidateLongValues(t *testing.T) {
+	long := strings.Repeat("a", 64<<10)
+	for _, gr := range []schema.GroupResource{{Resource: "pods"}, {Resource: "services"}, {Resource: "namespaces"}} {
+		err := ValidateObjectName(gr, long)
+		if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "longer than") {
+			t.Errorf("%s: %d-byte message %.300q", gr, len(fmt.Sprint(err)), fmt.Sprint(err))
+		}
+	}
+	err := ValidateNamespace(long + "\n")
+	if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "(65537 bytes)") {
+		t.Errorf("namespace: %d-byte message %.300q", len(fmt.Sprint(err)), fmt.Sprint(err))
+	}
+	if err := ValidateObjectName(schema.GroupResource{Resource: "pods"}, strings.Repeat("a", 253)); err != nil {
+		t.Errorf("253-byte pod name refused: %v", err)
 	}
 }
 

@@ -4,7 +4,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
+
+// NewRegistry is promql-wake's /metrics registry, with the Go runtime's collector (goroutines,
+// heap) and the process collector (resident memory, CPU, open files).
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
 
 // Metrics is the controller's telemetry.
 type Metrics struct {

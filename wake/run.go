@@ -115,7 +115,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	reg := cfg.Registry
 	if reg == nil {
-		reg = prometheus.NewRegistry()
+		reg = NewRegistry()
 	}
 	if cfg.Controller.Metrics == nil {
 		cfg.Controller.Metrics = NewMetrics(reg)

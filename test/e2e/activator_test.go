@@ -34,6 +34,7 @@ import (
 
 	"github.com/promql-adapter/promql-adapter/activator"
 	"github.com/promql-adapter/promql-adapter/internal/podproc"
+	"github.com/promql-adapter/promql-adapter/internal/testutil"
 	"github.com/promql-adapter/promql-adapter/wake"
 )
 
@@ -138,34 +139,7 @@ func startActivator(ctx context.Context, t *testing.T, o activator.Options) *act
 // metric sums the samples of a family whose labels include want.
 func (a *activatorRig) metric(t *testing.T, name string, want map[string]string) (sum float64, count uint64) {
 	t.Helper()
-	mfs, err := a.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if have[k] != v {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Histogram != nil:
-				sum += m.Histogram.GetSampleSum()
-				count += m.Histogram.GetSampleCount()
-			}
-		}
-	}
+	sum, count, _ = testutil.Gathered(t, a.reg, name, want)
 	return sum, count
 }
 

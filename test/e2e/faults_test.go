@@ -87,6 +87,9 @@ func (f *faultStack) soak(t *testing.T, wake func() usage) {
 		start[r.Name] = f.replicaUsage(t, r)
 	}
 	start["wake"] = wake()
+	if start["wake"].Goroutines < 0 {
+		t.Errorf("promql-wake's /metrics exports no go_goroutines")
+	}
 	from := time.Now()
 	samples, inactive := 0, 0
 	for time.Since(from) < d {
