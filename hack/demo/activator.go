@@ -82,14 +82,14 @@ func (a *activatorDemo) Stop() { a.sup.Stop() }
 
 // curlCommand is the curl the demo runs, and tells the reader to run.
 func (a *activatorDemo) curlCommand() []string {
-	return []string{"curl", "-sS", "-H", "Host: " + webHost, "-w", `\n%{http_code} in %{time_total}s\n`, a.URL + "/"}
+	return []string{"curl", "-sS", "-H", "Host: " + webHost, "-w", `%{http_code} in %{time_total}s\n`, a.URL + "/"}
 }
 
 // curl runs curl against the sleeping web through the activator and shows its answer and time;
 // it returns what went wrong ("" when web answered).
 func (a *activatorDemo) curl(ctx context.Context) string {
 	args := a.curlCommand()
-	say("  $ curl -sS -H 'Host: %s' -w '\\n%%{http_code} in %%{time_total}s\\n' %s/", webHost, a.URL)
+	say("  $ curl -sS -H 'Host: %s' -w '%%{http_code} in %%{time_total}s\\n' %s/", webHost, a.URL)
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	start := time.Now()

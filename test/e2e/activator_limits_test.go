@@ -15,8 +15,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/promql-adapter/promql-adapter/activator"
+	"github.com/promql-adapter/promql-adapter/internal/localcluster"
 )
 
 // activatorReply is one client's outcome through the activator.
@@ -73,6 +76,17 @@ func activatorGauge(t *testing.T, reg *prometheus.Registry, name, service string
 		}
 	}
 	return v
+}
+
+// readyWhenListening annotates a Deployment's pod template so that its pods are Ready only once
+// their process accepts connections on port (localcluster.AnnotationReadyWhenListening), as with a
+// readiness probe: the readiness delay (the app's boot) is then really between the wake and Ready.
+func readyWhenListening(ctx context.Context, t *testing.T, deployment string, port int) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{%q:"%d"}}}}}`, localcluster.AnnotationReadyWhenListening, port)
+	if _, err := st.Kube.AppsV1().Deployments(ns).Patch(ctx, deployment, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitHeld polls (every 5 ms) until the activator holds n requests for service.
@@ -141,8 +155,8 @@ func podAnswered(ctx context.Context, t *testing.T, rig *activatorRig, tg activa
 //     while the 4 are still held.
 //   - Readiness delay (6 s boot) past max-wait (3 s): the 4 held get 503 with Retry-After; the
 //     activator counts 5 × 503 for the target; the pod, once up, has answered none of them.
-//   - A client that cancels while held is dropped, counted as 499, and never forwarded: the pod's own
-//     request counter says it answered exactly the 3 others.
+//   - A client that cancels while held is dropped from the queue (held 5 → 3, the target not yet Ready),
+//     counted as 499, and never forwarded: the pod's own request counter says it answered exactly the 3 others.
 func TestE2EActivatorLimits(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -171,11 +185,9 @@ func TestE2EActivatorLimits(t *testing.T) {
 		}
 		for i := 0; i < 4; i++ {
 			r := <-held
-			// kwok marks the pod Ready before its process listens: a held request is released at Ready and
-			// then finds nothing accepting until max-wait; with a readiness probe it stays held until then.
-			// Either way: 503 with Retry-After once max-wait is over, never forwarded.
-			past := strings.Contains(r.body, "did not get a Ready address within 3s") || strings.Contains(r.body, "no Ready address accepts connections")
-			if r.err != nil || r.code != http.StatusServiceUnavailable || r.retryAfter != "7" || !past {
+			// The pod is Ready only once its process listens (readyWhenListening), 6 s after it starts:
+			// every request is still held when max-wait ends.
+			if r.err != nil || r.code != http.StatusServiceUnavailable || r.retryAfter != "7" || !strings.Contains(r.body, "did not get a Ready address within 3s") {
 				t.Errorf("held request %d past max-wait: %d Retry-After %q %q %v; want 503, Retry-After 7", r.i, r.code, r.retryAfter, r.body, r.err)
 			}
 		}
@@ -213,20 +225,22 @@ func TestE2EActivatorLimits(t *testing.T) {
 		for i := range gone {
 			cancels[i]()
 		}
-		// Counted as 499 (client gone) at once. kwok makes the pod Ready within a few hundred ms of the
-		// wake, so the 3 others may already be released into the dial loop (the process boots for 6 s);
-		// in both places a cancelled request is never sent, which the pod's own counter shows below.
+		// Counted as 499 (client gone) and out of the queue at once, while the 3 others are still held:
+		// the pod becomes Ready only once its process listens, 6 s after it starts.
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			held := activatorGauge(t, rig.reg, "promql_activator_requests_held", name)
 			left := activatorGauge(t, rig.reg, "promql_activator_requests_total", name, "code", "499")
-			if left == 2 {
+			if left == 2 && held == n-2 {
 				addrs, _ := rig.cl.Ready(tg)
-				t.Logf("the 2 cancelled requests counted as 499; then %v still held, Ready addresses %v", held, addrs)
+				t.Logf("the 2 cancelled requests left the queue, counted as 499; %v still held, Ready addresses %v", held, addrs)
+				if len(addrs) != 0 {
+					t.Fatalf("the target was Ready (%v) before the cancelled requests left: they were not dropped from the queue", addrs)
+				}
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("the 2 cancelled requests: %v counted as 499 within 10s, want 2 (held %v)", left, held)
+				t.Fatalf("the 2 cancelled requests: %v counted as 499 and %v still held after 10s, want 2 and %d", left, held, n-2)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
