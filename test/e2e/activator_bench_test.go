@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,7 +17,12 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+
 	"github.com/promql-adapter/promql-adapter/activator"
+	"github.com/promql-adapter/promql-adapter/wake"
 )
 
 // TestE2EActivatorBench is `make bench-activator` (PROMQL_ADAPTER_BENCH_ACTIVATOR_COLD=100 cold starts per
@@ -62,7 +68,7 @@ func TestE2EActivatorBench(t *testing.T) {
 			up := abLater(s.ready, s.listening)
 			own = append(own, s.wake.Sub(s.sent)+s.firstByte.Sub(up))
 			clusterPart = append(clusterPart, up.Sub(s.wake))
-			sleepTarget(ctx, t, name)
+			abSleep(ctx, t, name)
 		}
 		if delay == 0 {
 			warmTarget, warmHost = tg, host
@@ -108,6 +114,33 @@ func TestE2EActivatorBench(t *testing.T) {
 		(float64(len(a.lat))/a.elapsed.Seconds())/(float64(len(d.lat))/d.elapsed.Seconds()))
 	if d.failed+a.failed > 0 {
 		t.Fatalf("warm path: %d direct and %d activator requests failed", d.failed, a.failed)
+	}
+}
+
+// abSleep puts the target to zero as sleepTarget does, retrying a /scale write that raced the
+// Deployment controller's status update of the wake just served.
+func abSleep(ctx context.Context, t *testing.T, name string) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		sc, err := st.Kube.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		sc.Spec.Replicas = 0
+		_, err = st.Kube.AppsV1().Deployments(ns).UpdateScale(ctx, name, sc, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The sleeping state promql-wake records on the HPA (the activator's wake clears it).
+	ann := map[string]any{}
+	for k, v := range (wake.State{Sleeping: true, SleepingReplicas: 1, IdleSince: time.Now()}).Annotations() {
+		ann[k] = v
+	}
+	data, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": ann}})
+	if _, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 
