@@ -86,9 +86,14 @@ bench: deps
 bench-wake: deps cluster-bins
 	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/e2e/ -run '^$$' -bench WakeLatency -benchtime 1x -count 1 -timeout 30m
 
-## bench-activator: the activator's own cost with an httptest upstream (no cluster): cold start (arrival → first
-## byte, minus the readiness delay) over 100 cold starts, and the warm path at c=20 through it vs straight, same run.
-bench-activator:
+## bench-activator: on the local control plane with the Node.js pod on its podnet address: cold start (arrival →
+## first byte) over 100 cold starts at readiness delay 0 and 1 s, split into the activator's own part and the
+## cluster's; the warm path at c=20 through the activator vs straight to the pod address, same run (about 15
+## minutes). make test runs its short form (3 cold starts). Then the cluster-free Go benchmarks (httptest upstream).
+bench-activator: deps cluster-bins
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_BENCH_ACTIVATOR_COLD=100 GOTEST_LOG=$(CACHE)/test-logs/bench-activator.log \
+		bash hack/gotest.sh -tags e2e -count=1 -timeout 90m -run '^TestE2EActivatorBench$$' ./test/e2e/
+	@grep -o 'RESULT |.*' $(CACHE)/test-logs/bench-activator.log | sed 's/^RESULT //'
 	go test ./activator/ -run '^$$' -bench . -benchtime 100x -count 1
 
 ## soak: the fault suite with its 10-minute soak (50 HPAs at a 2 s sync; make test soaks 60 s), then its results table.

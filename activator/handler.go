@@ -130,7 +130,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			started, ok := h.holds.hold(w, r, t, int64(len(held)), deadline)
+			started, connected, ok := h.holds.hold(w, r, t, int64(len(held)), deadline)
 			if !ok {
 				return
 			}
@@ -152,6 +152,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 						started()
 					}
 				},
+				// The target accepts connections: the cold start is over.
+				GotConn: func(httptrace.GotConnInfo) { connected() },
 			}))
 		}
 		if h.forward.Forward(w, r, t, readyAddrs, deadline) {

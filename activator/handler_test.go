@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 var web = Target{Namespace: "shop", HPA: "web", Service: "web"}
@@ -403,5 +404,47 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestColdStartEndsAtConnection: an address Ready before its process listens (kwok, or a pod without a
+// readiness probe) does not end the cold start; the histogram ends when a held request gets a connection.
+func TestColdStartEndsAtConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // Ready, but nothing listens: dials are refused
+	const boot = 300 * time.Millisecond
+	b := newFake(web)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "up") })}
+	defer srv.Close()
+	w := &fakeWaker{onWake: func() {
+		b.set(addr)
+		time.AfterFunc(boot, func() {
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			go func() { _ = srv.Serve(l) }()
+		})
+	}}
+	s, m := newActivator(t, b, w, Options{MaxWait: 30 * time.Second})
+	if code, body, _ := do(t, s.Client(), "GET", s.URL, "web.example", ""); code != 200 || body != "up" {
+		t.Fatalf("got %d %q, want 200 up", code, body)
+	}
+	var sum float64
+	waitFor(t, func() bool {
+		mf := &dto.Metric{}
+		if err := m.coldStart.WithLabelValues("shop", "web").(prometheus.Histogram).Write(mf); err != nil {
+			t.Fatal(err)
+		}
+		sum = mf.GetHistogram().GetSampleSum()
+		return mf.GetHistogram().GetSampleCount() == 1
+	})
+	if sum < boot.Seconds() {
+		t.Fatalf("cold start observed %.3fs, before the process listened (%s after its address was Ready)", sum, boot)
 	}
 }

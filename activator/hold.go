@@ -30,9 +30,11 @@ type queue struct {
 	waiters []*waiter // arrival order
 	bytes   int64
 	since   time.Time // first hold of this cold start
+	served  sync.Once // the cold start is observed once: when a held request first gets a connection
 }
 
 type waiter struct {
+	q       *queue
 	release chan struct{}
 	started chan struct{} // closed once its request is on the wire (or will never be)
 	once    sync.Once
@@ -55,9 +57,10 @@ func (h *Holds) holding(t Target) bool {
 
 // hold queues r until t has a Ready address (true: forward it now, and call
 // started once its headers are written, so the next held request goes after
-// it), or answers it itself: 503 at once when the queue is full, 503 past the
-// deadline, nothing when the client leaves (false).
-func (h *Holds) hold(w http.ResponseWriter, r *http.Request, t Target, size int64, deadline time.Time) (started func(), ok bool) {
+// it, and connected once it has a connection to the target), or answers it
+// itself: 503 at once when the queue is full, 503 past the deadline, nothing
+// when the client leaves (false).
+func (h *Holds) hold(w http.ResponseWriter, r *http.Request, t Target, size int64, deadline time.Time) (started, connected func(), ok bool) {
 	wt := &waiter{release: make(chan struct{}), started: make(chan struct{}), size: size}
 	defer func() {
 		if !ok {
@@ -72,13 +75,14 @@ func (h *Holds) hold(w http.ResponseWriter, r *http.Request, t Target, size int6
 		w.Header().Set("Retry-After", strconv.Itoa(int(h.o.RetryAfter.Seconds())))
 		http.Error(w, fmt.Sprintf("activator: %s is waking and its queue is full (%d requests, %d bytes held; at most %d, %d bytes)",
 			t, n, b, h.o.MaxHeld, h.o.MaxHeldBytes), http.StatusServiceUnavailable)
-		return nil, false
+		return nil, nil, false
 	}
 	if q == nil {
 		q = &queue{since: time.Now()}
 		h.q[t] = q
 		go h.wake(t, q)
 	}
+	wt.q = q
 	q.waiters = append(q.waiters, wt)
 	q.bytes += size
 	h.mu.Unlock()
@@ -92,23 +96,38 @@ func (h *Holds) hold(w http.ResponseWriter, r *http.Request, t Target, size int6
 	case <-wt.release:
 		if r.Context().Err() != nil {
 			w.(*statusWriter).status = statusClientGone // gone as it was released: dropped, never forwarded
-			return nil, false
+			return nil, nil, false
 		}
-		return wt.start, true
+		return wt.start, h.connected(t, wt.q), true
 	case <-r.Context().Done():
 		h.leave(t, wt)
 		w.(*statusWriter).status = statusClientGone
-		return nil, false
+		return nil, nil, false
 	case <-timer.C:
 		if !h.leave(t, wt) {
 			if r.Context().Err() == nil { // released at the same instant: forward
-				return wt.start, true
+				return wt.start, h.connected(t, wt.q), true
 			}
-			return nil, false
+			return nil, nil, false
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(int(h.o.RetryAfter.Seconds())))
 		http.Error(w, fmt.Sprintf("activator: %s did not get a Ready address within %s", t, h.o.MaxWait), http.StatusServiceUnavailable)
-		return nil, false
+		return nil, nil, false
+	}
+}
+
+// connected returns what a released request calls once it has a connection to
+// the target: the first call of a cold start observes its duration. A Ready
+// address alone does not end a cold start: an address can be Ready before its
+// process listens (no readiness probe, or a probe that lies), and the client
+// waits until a connection is accepted.
+func (h *Holds) connected(t Target, q *queue) func() {
+	return func() {
+		q.served.Do(func() {
+			d := time.Since(q.since)
+			h.m.coldStart.WithLabelValues(t.Namespace, t.Service).Observe(d.Seconds())
+			klog.V(2).InfoS("cold start served", "target", t, "coldStart", d)
+		})
 	}
 }
 
@@ -185,8 +204,7 @@ func (h *Holds) release(t Target, q *queue) {
 	delete(h.q, t)
 	h.mu.Unlock()
 	if len(ws) > 0 {
-		h.m.coldStart.WithLabelValues(t.Namespace, t.Service).Observe(time.Since(q.since).Seconds())
-		klog.V(2).InfoS("releasing held requests", "target", t, "held", len(ws), "coldStart", time.Since(q.since))
+		klog.V(2).InfoS("releasing held requests", "target", t, "held", len(ws), "sinceFirstHeld", time.Since(q.since))
 	}
 	// One at a time: the next goes once the previous one's headers are on the wire.
 	for _, wt := range ws {

@@ -14,7 +14,7 @@ type Metrics struct {
 	unrouted  *prometheus.CounterVec   // by code: no route, so no target labels
 	inFlight  *prometheus.GaugeVec     // requests being held or forwarded
 	held      *prometheus.GaugeVec     // requests held while the target wakes
-	coldStart *prometheus.HistogramVec // first held request → first Ready address
+	coldStart *prometheus.HistogramVec // first held request → a held request connected to the target
 	wakes     *prometheus.CounterVec   // by namespace, service, result
 }
 
@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "promql_activator_requests_held", Help: "Requests held now while the target wakes.",
 		}, t),
 		coldStart: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "promql_activator_cold_start_seconds", Help: "From the first held request of a sleeping target to its first Ready address.",
+			Name: "promql_activator_cold_start_seconds", Help: "From the first held request of a sleeping target to the first connection a held request got to one of its Ready addresses.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120},
 		}, t),
 		wakes: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -20,8 +20,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/promql-adapter/promql-adapter/activator"
 	"github.com/promql-adapter/promql-adapter/internal/loadsim"
 	"github.com/promql-adapter/promql-adapter/internal/localcluster"
+	"github.com/promql-adapter/promql-adapter/internal/podnet"
 	"github.com/promql-adapter/promql-adapter/internal/stack"
 	"github.com/promql-adapter/promql-adapter/wake"
 )
@@ -63,13 +65,19 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 	web := loadsim.Target{Namespace: ns, Deployment: "web", Service: "web", Capacity: capacity, MatchLabels: map[string]string{"app": "web"}}
 	say("bringing up etcd, kube-apiserver, kube-controller-manager, kwok, Prometheus and promql-adapter on 127.0.0.1 ...")
 	start := time.Now()
+	// web's pods get real addresses: a network namespace serves kwok's pod CIDR (needs root).
+	pnet, err := podnet.New(ctx)
+	if err != nil {
+		return err
+	}
+	defer pnet.Close()
 	st, err := stack.Start(ctx, stack.Options{
 		RepoRoot:  root,
 		BinDir:    binDir,
 		WorkDir:   work,
 		RulesFile: filepath.Join(root, "testdata/rules/e2e.yaml"),
 		Targets:   []loadsim.Target{web},
-		Cluster:   localcluster.Options{HPASyncPeriod: sync, HPADownscaleStabilization: 5 * time.Second},
+		Cluster:   localcluster.Options{HPASyncPeriod: sync, HPADownscaleStabilization: 5 * time.Second, PodCIDR: pnet.CIDR.String()},
 		// metrics.k8s.io from the rules' resources: section, so kubectl top works as with metrics-server.
 		ResourceMetrics: true,
 		Logf:            func(f string, a ...any) { say("  "+f, a...) },
@@ -93,11 +101,18 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 		return err
 	}
 	defer waker.Stop()
+	act, err := startActivatorDemo(ctx, st, pnet, root, filepath.Join(work, "logs"))
+	if err != nil {
+		return err
+	}
+	defer act.Stop()
 	h := &autoscalingv2.HorizontalPodAutoscaler{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns, Annotations: map[string]string{
 			wake.AnnotationEnabled:          "true",
 			wake.AnnotationIdleAfter:        "15s",
 			wake.AnnotationActivationMetric: "object:services/web/service_requests_in_flight",
+			activator.AnnotationHosts:       webHost,
+			activator.AnnotationService:     "web",
 		}},
 		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
 			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
@@ -115,6 +130,7 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 	}
 	say("Deployment demo/web (1 replica, %d req/s per pod at ELU 1.0) with an HPA on elu_utilization, target 500m, 1..10 replicas", capacity)
 	say("promql-wake puts it to sleep after 15s without requests in flight at Service web, and wakes it when they return")
+	say("web's pods run hack/nodeapp (Node.js) on their own IPs; promql-activator at %s routes Host %s to web", act.URL, webHost)
 	say("")
 	say("%8s  %8s  %9s  %15s  %s", "time", "load", "avg ELU", "HPA desired/ready", "")
 
@@ -123,22 +139,27 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 		hold  time.Duration
 		note  string
 		holds func(seen) string // what this phase must have shown; "" when it did
-		top   bool              // show kubectl top pods and nodes after the phase
+		after func() string     // a step after the phase; "" when it went as told
 	}{
-		{30, 16 * time.Second, "quiet: one pod, ELU 0.3, below the 0.5 target", nil, false},
+		{30, 16 * time.Second, "quiet: one pod, ELU 0.3, below the 0.5 target", nil, nil},
 		{320, 50 * time.Second, "traffic rises to 320 req/s: ELU saturates, the HPA adds pods until ELU ≈ 0.46 (7 pods)",
-			func(s seen) string { return s.want(s.maxReady >= 5, "the HPA scaled web up to at least 5 pods") }, true},
+			func(s seen) string { return s.want(s.maxReady >= 5, "the HPA scaled web up to at least 5 pods") },
+			func() string { return top(ctx, st, binDir) }},
 		{60, 30 * time.Second, "traffic falls to 60 req/s: after the 5 s scale-down window the HPA removes pods (2 left)",
-			func(s seen) string { return s.want(s.lastReady <= 3, "the HPA scaled web down to at most 3 pods") }, false},
-		{20, 20 * time.Second, "night: 20 req/s, one pod is enough", nil, false},
+			func(s seen) string { return s.want(s.lastReady <= 3, "the HPA scaled web down to at most 3 pods") }, nil},
+		{20, 20 * time.Second, "night: 20 req/s, one pod is enough", nil, nil},
 		{0, 26 * time.Second, "no traffic: after 15s idle promql-wake scales web to zero (the HPA cannot go below 1)",
 			func(s seen) string {
 				return s.want(s.asleep && s.lastReady == 0, "promql-wake put web to sleep at zero pods")
-			}, false},
+			},
+			func() string {
+				say("--- a user arrives while web sleeps: curl through promql-activator")
+				return act.curl(ctx)
+			}},
 		{120, 20 * time.Second, "traffic returns at 120 req/s: promql-wake wakes web to 1 within a second, then the HPA scales it to 3",
 			func(s seen) string {
 				return s.want(!s.asleep && s.lastReady >= 2, "promql-wake woke web and the HPA scaled it past one pod")
-			}, false},
+			}, nil},
 	}
 	begin := time.Now()
 	var failed []string
@@ -165,8 +186,8 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 				failed = append(failed, miss)
 			}
 		}
-		if phase.top {
-			if miss := top(ctx, st, binDir); miss != "" {
+		if phase.after != nil {
+			if miss := phase.after(); miss != "" {
 				say("!!! %s", miss)
 				failed = append(failed, miss)
 			}
@@ -194,6 +215,7 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 	say("  kubectl get --raw '/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/services/web/service_requests_per_second'")
 	say("  kubectl get --raw '/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/queue_messages_ready'")
 	say("  curl -X PUT -d 400 %s/targets/demo/web/load     # change the simulated load", st.SimURL)
+	say("  curl -H 'Host: %s' %s/   # web through promql-activator (held while web sleeps)", webHost, act.URL)
 	say("  curl -X POST -H 'Authorization: Bearer %s' %s/wake/demo/hpa/web   # wake it by push", waker.Token, waker.URL)
 	say("  Prometheus: %s   logs: %s/logs and %s/cluster/logs", st.Prom.URL(), st.WorkDir(), st.WorkDir())
 	say("Ctrl-C stops everything.")

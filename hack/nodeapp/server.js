@@ -33,6 +33,10 @@ new client.Gauge({
   name: 'elu_utilization', help: 'Event-loop utilisation (0..1) over the last 500ms.', registers: [registry],
   collect() { this.set(elu); },
 });
+// When the server started listening (its readiness delay over): a benchmark splits a cold start with it.
+const listeningSince = new client.Gauge({
+  name: 'http_listening_since_seconds', help: 'Unix time at which the server started listening.', registers: [registry],
+});
 const busyTotal = new client.Counter({
   name: 'busy_seconds_total', help: 'Time the handler kept the event loop busy.', registers: [registry],
 });
@@ -64,6 +68,9 @@ const server = http.createServer(async (req, res) => {
 server.keepAliveTimeout = 65000;
 
 setTimeout(() => {
-  server.listen(port, host, () => console.log(`nodeapp ${name} listening on ${host}:${port} after ${bootMs}ms boot`));
+  server.listen(port, host, () => {
+    listeningSince.set(Date.now() / 1000);
+    console.log(`nodeapp ${name} listening on ${host}:${port} after ${bootMs}ms boot`);
+  });
 }, bootMs);
 for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => { server.close(); process.exit(0); });

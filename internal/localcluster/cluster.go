@@ -226,7 +226,11 @@ func (c *Cluster) start(ctx context.Context, opts Options, begin time.Time) erro
 	}
 
 	// kwok and its fake node
-	kwok, err := c.run(ComponentKwok, c.kwokArgs(opts.KwokStagesFile, opts.PodCIDR), []string{"KWOK_WORKDIR=" + dirs["kwok"]})
+	stages := filepath.Join(dirs["kwok"], "stages.yaml")
+	if err := writeStages(opts.KwokStagesFile, stages); err != nil {
+		return err
+	}
+	kwok, err := c.run(ComponentKwok, c.kwokArgs(stages, opts.PodCIDR), []string{"KWOK_WORKDIR=" + dirs["kwok"]})
 	if err != nil {
 		return err
 	}

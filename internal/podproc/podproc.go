@@ -2,13 +2,16 @@
 // namespace and, for each one that has an IP, starts a command inside a
 // podnet namespace bound to that IP (the pod's "container"), and stops it when
 // the pod goes away. It stands in for the kubelet in e2e tests that need real
-// HTTP to pod addresses.
+// HTTP to pod addresses. A pod annotated localcluster.AnnotationReadyWhenListening
+// (which kwok starts not Ready) is marked Ready once its process accepts
+// connections on the annotated port, as a TCP readiness probe would.
 package podproc
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,11 +20,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 
+	"github.com/promql-adapter/promql-adapter/internal/localcluster"
 	"github.com/promql-adapter/promql-adapter/internal/podnet"
 )
 
@@ -37,6 +43,7 @@ type Options struct {
 // Supervisor runs one process per pod with an IP.
 type Supervisor struct {
 	o     Options
+	kube  kubernetes.Interface
 	mu    sync.Mutex
 	procs map[string]*proc // by pod UID
 	wg    sync.WaitGroup
@@ -53,7 +60,7 @@ func Start(ctx context.Context, kube kubernetes.Interface, o Options) (*Supervis
 	if o.Selector == nil {
 		o.Selector = labels.Everything()
 	}
-	s := &Supervisor{o: o, procs: map[string]*proc{}}
+	s := &Supervisor{o: o, kube: kube, procs: map[string]*proc{}}
 	f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(o.Namespace))
 	inf := f.Core().V1().Pods().Informer()
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -106,6 +113,9 @@ func (s *Supervisor) sync(ctx context.Context, obj any) {
 	}
 	pr := &proc{cmd: cmd, done: make(chan struct{}), name: p.Name}
 	s.procs[uid] = pr
+	if port := p.Annotations[localcluster.AnnotationReadyWhenListening]; port != "" && !podReady(p) {
+		go s.readyWhenListening(ctx, p, port, pr.done)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -134,6 +144,65 @@ func (s *Supervisor) stop(uid string) {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		<-pr.done
 	}
+}
+
+// readyWhenListening probes the pod's address every 20 ms until its process accepts a
+// connection, then sets the pod's Ready and ContainersReady conditions, as a kubelet would.
+func (s *Supervisor) readyWhenListening(ctx context.Context, p *corev1.Pod, port string, done <-chan struct{}) {
+	addr := net.JoinHostPort(p.Status.PodIP, port)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := s.kube.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		now := metav1.Now()
+		for _, typ := range []corev1.PodConditionType{corev1.PodReady, corev1.ContainersReady} {
+			setCondition(&cur.Status, typ, now)
+		}
+		for i := range cur.Status.ContainerStatuses {
+			cur.Status.ContainerStatuses[i].Ready = true
+		}
+		_, err = s.kube.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintf(os.Stderr, "podproc: mark %s/%s Ready: %v\n", p.Namespace, p.Name, err)
+	}
+}
+
+func setCondition(st *corev1.PodStatus, typ corev1.PodConditionType, now metav1.Time) {
+	for i := range st.Conditions {
+		if st.Conditions[i].Type == typ {
+			if st.Conditions[i].Status != corev1.ConditionTrue {
+				st.Conditions[i].Status, st.Conditions[i].LastTransitionTime = corev1.ConditionTrue, now
+			}
+			return
+		}
+	}
+	st.Conditions = append(st.Conditions, corev1.PodCondition{Type: typ, Status: corev1.ConditionTrue, LastTransitionTime: now})
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // Running returns the names of the pods whose process runs.

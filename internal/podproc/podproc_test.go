@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/promql-adapter/promql-adapter/internal/localcluster"
 	"github.com/promql-adapter/promql-adapter/internal/podnet"
 )
 
@@ -84,4 +85,54 @@ func TestNodeAppPerPod(t *testing.T) {
 		resp.Body.Close()
 		t.Fatal("the pod's address still answers after its pod was deleted")
 	}
+}
+
+// A pod annotated ready-when-listening is marked Ready only once its process accepts connections:
+// when Ready is seen, the app answers; the Ready time is after the app's own listening time.
+func TestReadyWhenListening(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n, err := podnet.New(ctx)
+	if err != nil {
+		t.Fatalf("podnet: %v", err)
+	}
+	defer n.Close()
+	appDir, err := filepath.Abs("../../hack/nodeapp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := NpmCI(ctx, appDir); err != nil {
+		t.Fatal(err)
+	}
+	ip := n.Addr(6).String()
+	kube := fake.NewClientset(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-2", UID: "u2", Labels: map[string]string{"app": "web"},
+			Annotations: map[string]string{localcluster.AnnotationReadyWhenListening: "8080"}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}},
+	})
+	s, err := Start(ctx, kube, Options{Namespace: "app", Command: NodeApp(n, appDir, 8080, 500*time.Millisecond, 0), LogDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		p, err := kube.CoreV1().Pods("app").Get(ctx, "web-2", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if podReady(p) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("pod never marked Ready")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + ip + ":8080/")
+	if err != nil {
+		t.Fatalf("pod Ready, but its address does not answer: %v", err)
+	}
+	resp.Body.Close()
 }

@@ -190,6 +190,8 @@ func activatorWorkload(ctx context.Context, t *testing.T, name, host string, boo
 	if err := st.CreateWorkload(ctx, queueTarget(name), 0); err != nil {
 		t.Fatal(err)
 	}
+	// Its pods are Ready only once the node process listens (kwok alone would make them Ready at once).
+	readyWhenListening(ctx, t, name, 8080)
 	// A metric nothing serves: the HPA controller never moves the target; only the activator and the test do.
 	h := hpa(name, autoscalingv2.MetricSpec{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{
 		Metric: autoscalingv2.MetricIdentifier{Name: "activator_e2e_absent"},
