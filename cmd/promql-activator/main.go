@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -26,6 +27,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/promql-adapter/promql-adapter/activator"
+	"github.com/promql-adapter/promql-adapter/version"
 )
 
 func main() {
@@ -39,9 +41,14 @@ func main() {
 		retryAfter = flag.Duration("retry-after", 5*time.Second, "the Retry-After of a 503")
 		qps        = flag.Float64("kube-api-qps", 20, "kube-apiserver client rate limit")
 		burst      = flag.Int("kube-api-burst", 40, "kube-apiserver client burst")
+		showVer    = flag.Bool("version", false, "print the version, commit and Go version, then exit")
 	)
 	klog.InitFlags(flag.CommandLine)
 	flag.Parse()
+	if *showVer {
+		fmt.Println(version.Get().String("promql-activator"))
+		return
+	}
 	if err := run(*kubeconfig, *listen, *admin, float32(*qps), *burst, activator.Options{
 		MaxHeld: *maxHeld, MaxHeldBytes: *maxBytes, MaxWait: *maxWait, RetryAfter: *retryAfter,
 	}); err != nil {

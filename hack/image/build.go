@@ -25,7 +25,7 @@ import (
 var Platforms = []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}
 
 // Binaries are the commands the image holds, at the root of its file system; the first is the entrypoint.
-var Binaries = []string{"promql-adapter", "promql-wake"}
+var Binaries = []string{"promql-adapter", "promql-wake", "promql-activator"}
 
 // User is the image's non-root user and group (distroless's "nonroot").
 const User = "65532:65532"

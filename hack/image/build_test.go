@@ -1,5 +1,10 @@
 //go:build install
 
+// The image test is behind the build tag "install" (make image-test), not in make test: it has not yet
+// completed once. Its first run, on a 2-core machine shared with five other builds, spent its 60 min
+// timeout cross-compiling the amd64 binaries cold (-trimpath, CGO_ENABLED=0 share no cache with the
+// usual builds). Remove the tag once it has passed.
+
 package main
 
 import (
@@ -95,8 +100,8 @@ func TestImage(t *testing.T) {
 			}
 		}
 		files := layerFiles(t, img)
-		if got := strings.Join(slices.Sorted(maps.Keys(files)), ","); got != "promql-adapter,promql-wake,tmp/" {
-			t.Errorf("%s layer holds %s; want the two binaries and /tmp, no shell", m.Platform.Architecture, got)
+		if got := strings.Join(slices.Sorted(maps.Keys(files)), ","); got != "promql-activator,promql-adapter,promql-wake,tmp/" {
+			t.Errorf("%s layer holds %s; want the three binaries and /tmp, no shell", m.Platform.Architecture, got)
 		}
 		if m.Platform.Architecture != runtime.GOARCH {
 			continue

@@ -1,6 +1,6 @@
 // Command image builds promql-adapter's container image without a Docker engine or a base image:
 // an OCI image index for linux/amd64 and linux/arm64, each image one layer holding the static
-// binaries promql-adapter and promql-wake, run as user 65532. It writes an OCI layout and the
+// binaries promql-adapter, promql-wake and promql-activator, run as user 65532. It writes an OCI layout and the
 // same layout as one tar archive:
 //
 //	go run ./hack/image --out bin/image --version v0.1.0 --commit $(git rev-parse HEAD) --created $(git log -1 --format=%ct)

@@ -53,6 +53,7 @@ type Options struct {
 	// the rule file must have resource rules.
 	ResourceMetrics bool
 	NoAdapter       bool // apply deploy/ but start no adapter: the caller runs replicas (StartReplica) and serves the Service
+	NoManifests     bool // apply nothing of deploy/ and start no adapter: the caller installs (e.g. the Helm chart) and runs it
 	Logf            func(format string, args ...any)
 	// Scrape adds Prometheus targets (a synthetic exporter), ScrapeInterval sets Prometheus's
 	// scrape interval (default 1 s), AdapterArgs are appended to the adapter's flags.
@@ -166,6 +167,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	s.promURL = s.Prom.URL()
 	opts.Logf("prometheus at %s scraping the load simulator at %s", s.Prom.URL(), s.SimURL)
+	if opts.NoManifests {
+		return s, nil
+	}
 
 	port, err := freePort()
 	if err != nil {

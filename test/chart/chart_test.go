@@ -1,5 +1,3 @@
-//go:build install
-
 // Package chart tests charts/promql-adapter with the Helm binary the Makefile builds
 // (PROMQL_ADAPTER_HELM, make helm): lint, the rendered objects against golden files for three
 // value sets, the values schema, and deploy/ as the chart's rendering.
@@ -116,7 +114,7 @@ func TestTemplateContents(t *testing.T) {
 			t.Errorf("defaults lack %q", s)
 		}
 	}
-	for _, s := range []string{"metrics.k8s.io\n", "kind: ServiceMonitor", "promql-wake", "--apis="} {
+	for _, s := range []string{"group: metrics.k8s.io", "kind: ServiceMonitor", "promql-wake", "promql-activator", "--apis="} {
 		if strings.Contains(def, s) {
 			t.Errorf("defaults hold %q", strings.TrimSpace(s))
 		}
@@ -129,7 +127,7 @@ func TestTemplateContents(t *testing.T) {
 	}
 
 	pa := Render(t, "../../testdata/chart/pa-custom-resource.yaml")
-	for _, s := range []string{"--apis=custom,resource", "--config-format=prometheus-adapter", "name: v1beta1.metrics.k8s.io",
+	for _, s := range []string{"--apis=custom,resource", "--config-format=prometheus-adapter", "name: v1beta1.metrics.k8s.io", "name: v1.metrics.k8s.io",
 		"--prometheus-header=X-Scope-OrgID=tenant-a", "--prometheus-client-config=/etc/promql-adapter/prometheus/client.yaml", "resourceRules:"} {
 		if !strings.Contains(pa, s) {
 			t.Errorf("prometheus-adapter values lack %q", s)
@@ -138,10 +136,15 @@ func TestTemplateContents(t *testing.T) {
 	if strings.Contains(pa, "external.metrics.k8s.io") {
 		t.Error("external metrics registered though apis.external is false")
 	}
+	// The user's rule file replaces the chart's example rules; Helm would merge two maps.
+	if strings.Contains(pa, "    metrics:\n") || strings.Contains(pa, "elu_utilization") {
+		t.Error("the prometheus-adapter rule file holds the chart's example native rules too")
+	}
 
 	cm := Render(t, "../../testdata/chart/certmanager-wake.yaml")
 	for _, s := range []string{"kind: Certificate", "cert-manager.io/inject-ca-from: custom-metrics/promql-adapter", "kind: ServiceMonitor",
-		"name: promql-wake", "--leader-elect=true", "name: promql-wake-token", "kind: Issuer"} {
+		"name: promql-wake", "--leader-elect=true", "name: promql-wake-token", "kind: Issuer",
+		"httpGet: {path: /readyz, port: https, scheme: HTTPS}\n          periodSeconds: 2", "type: Recreate"} {
 		if !strings.Contains(cm, s) {
 			t.Errorf("cert-manager + wake values lack %q", s)
 		}
@@ -160,6 +163,8 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"prometheus.url=prometheus:9090", "prometheus.url"},
 		{"seriesRelistInterval=often", "seriesRelistInterval"},
 		{"replica=3", "replica"},
+		{"activator.maxWait=soon", "activator.maxWait"},
+		{"networkPolicy.apiServerCIDRs={10.0.0.10}", "networkPolicy.apiServerCIDRs"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
 			_, err := helm(t, "template", "x", chartDir, "--set", tc.set)
@@ -182,6 +187,14 @@ func TestDeployIsTheRenderedChart(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil || len(files) < 8 {
 		t.Fatalf("rendered %d files: %v", len(files), err)
+	}
+	// Every YAML file of deploy/ is rendered, but the two written by hand.
+	shipped, _ := filepath.Glob("../../deploy/*.yaml")
+	for _, f := range shipped {
+		name := filepath.Base(f)
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil && name != "namespace.yaml" && name != "kustomization.yaml" {
+			t.Errorf("deploy/%s is not rendered from the chart: add it to the chart, or remove it", name)
+		}
 	}
 	for _, f := range files {
 		name := filepath.Base(f)

@@ -11,6 +11,20 @@
 {{- printf "%s" (include "promql-adapter.fullname" . | replace "promql-adapter" "promql-wake") | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- define "promql-adapter.activatorName" -}}
+{{- printf "%s" (include "promql-adapter.fullname" . | replace "promql-adapter" "promql-activator") | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "promql-adapter.activatorSelectorLabels" -}}
+app.kubernetes.io/name: promql-activator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "promql-adapter.activatorLabels" -}}
+{{ include "promql-adapter.activatorSelectorLabels" . }}
+{{ include "promql-adapter.commonLabels" . }}
+{{- end -}}
+
 {{- define "promql-adapter.selectorLabels" -}}
 app.kubernetes.io/name: promql-adapter
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -147,5 +161,59 @@ wakeCert, wakeKey (PEM).
 {{- if .Values.apis.resource }}{{ $a = append $a "resource" }}{{ end -}}
 {{- if ne (join "," $a) "custom,external" -}}
 --apis={{ join "," $a }}
+{{- end -}}
+{{- end -}}
+
+{{/* promql-adapter.apiService: one APIService; dict root (the chart's context) and api ({group, version, versionPriority}). */}}
+{{- define "promql-adapter.apiService" -}}
+{{- $root := .root -}}
+{{- $fullname := include "promql-adapter.fullname" $root -}}
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: {{ .api.version }}.{{ .api.group }}
+  labels:
+    {{- include "promql-adapter.labels" $root | nindent 4 }}
+  {{- if eq $root.Values.tls.mode "certManager" }}
+  annotations:
+    cert-manager.io/inject-ca-from: {{ $root.Release.Namespace }}/{{ $fullname }}
+  {{- end }}
+spec:
+  group: {{ .api.group }}
+  version: {{ .api.version }}
+  service: {name: {{ $fullname }}, namespace: {{ $root.Release.Namespace }}, port: {{ $root.Values.service.port }}}
+  groupPriorityMinimum: {{ $root.Values.apiService.groupPriorityMinimum }}
+  versionPriority: {{ .api.versionPriority }}
+  {{- if $root.Values.apiService.insecureSkipTLSVerify }}
+  insecureSkipTLSVerify: true
+  {{- else if ne $root.Values.tls.mode "certManager" }}
+  caBundle: {{ include "promql-adapter.caBundle" $root | quote }}
+  {{- end }}
+{{- end -}}
+
+{{/* promql-adapter.exampleRules: the rule file when rules.config is empty. */}}
+{{- define "promql-adapter.exampleRules" -}}
+metrics:
+- name: elu_utilization
+  resource: pods
+  query: avg by (namespace, pod) (avg_over_time(elu_utilization[1m]))
+- name: http_requests_per_second
+  resource: pods
+  query: sum by (namespace, pod) (rate(http_requests_total[2m]))
+- name: service_requests_per_second
+  resource: services
+  query: sum by (namespace, service) (rate(http_requests_total[2m]))
+- name: queue_messages_ready
+  resource: external
+  query: sum by (queue) (queue_messages_ready)
+{{- end -}}
+
+{{/* promql-adapter.rulesFile: the rule file the ConfigMap holds, as YAML: rules.config, else the example rules.
+Helm merges a user's map into the default one, so the default is empty and the examples live here. */}}
+{{- define "promql-adapter.rulesFile" -}}
+{{- if .Values.rules.config -}}
+{{- toYaml .Values.rules.config -}}
+{{- else -}}
+{{- include "promql-adapter.exampleRules" . -}}
 {{- end -}}
 {{- end -}}
