@@ -56,8 +56,8 @@ type Options struct {
 	ForwardCustom          []string
 	ForwardTimeout         time.Duration
 	ForwardRefreshInterval time.Duration
-	// authorizer replaces allow-all with --trust-loopback (tests of what authorization refuses).
-	authorizer authorizer.Authorizer
+	// Authorizer, with --trust-loopback, decides instead of allowing every loopback client (tests; no flag).
+	Authorizer authorizer.Authorizer
 
 	// Registerer receives the adapter's own metrics; nil means the registry that /metrics serves
 	// (k8s.io/component-base's legacyregistry, one per process). A second server in the same

@@ -200,8 +200,8 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects
 	if o.TrustLoopback {
 		cfg.Authentication.Authenticator = loopbackAuthenticator{}
 		cfg.Authorization.Authorizer = authorizerfactory.NewAlwaysAllowAuthorizer()
-		if o.authorizer != nil {
-			cfg.Authorization.Authorizer = o.authorizer
+		if o.Authorizer != nil {
+			cfg.Authorization.Authorizer = o.Authorizer
 		}
 	} else {
 		if err := so.Authentication.ApplyTo(&cfg.Authentication, cfg.SecureServing, nil); err != nil {
