@@ -23,11 +23,11 @@ import (
 	"github.com/promql-adapter/promql-adapter/server"
 )
 
-// TestForwardThroughServer runs the real server (its own test binary: the API server leaves goroutines
-// behind that race with the server package's tests that swap klog's logger) (Run, --trust-loopback, on 127.0.0.1) in front of
+// TestForwardThroughServer runs the real server (Run, --trust-loopback, on 127.0.0.1) in front of
 // an httptest upstream adapter: discovery lists the union, ours is answered by us, the upstream's
 // metric is forwarded with path and query and answered unchanged, what our authorization refuses is
-// never forwarded, and a dead upstream gets a 503 naming it.
+// never forwarded, and a dead upstream gets a 503 naming it. It lives in forward's test binary: the
+// API server leaves goroutines behind that race with the server package's tests that swap klog's logger.
 func TestForwardThroughServer(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, data string) string {
