@@ -17,8 +17,7 @@ import (
 // own loopback TLS server, as promql-adapter sits between kube-apiserver and the upstream), and
 // reports each path's p50 and p99. Compare the two in the same run; the difference is the forwarding.
 func BenchmarkForwardOverhead(b *testing.B) {
-	up := newFakeUpstream(&testing.T{}, []string{"keda_ext"}, nil)
-	defer up.Close()
+	up := newFakeUpstream(b, []string{"keda_ext"}, nil)
 	f, err := New(ours{}, []Spec{{API: External, Name: "keda", URL: up.URL, Insecure: true, Auth: AuthNone}}, nil, 5*time.Second, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)

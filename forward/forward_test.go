@@ -47,7 +47,7 @@ type fakeUpstream struct {
 	seen []*http.Request
 }
 
-func newFakeUpstream(t *testing.T, external []string, custom []metav1.APIResource) *fakeUpstream {
+func newFakeUpstream(t testing.TB, external []string, custom []metav1.APIResource) *fakeUpstream {
 	u := &fakeUpstream{external: external, custom: custom, answer: func(r *http.Request) (int, string) {
 		return 200, `{"kind":"ExternalMetricValueList","apiVersion":"external.metrics.k8s.io/v1beta1","metadata":{},"items":[{"metricName":"from-upstream","value":"7"}]}`
 	}}
