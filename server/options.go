@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/common/config"
 	"github.com/spf13/pflag"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/cmd/options"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
@@ -49,6 +50,14 @@ type Options struct {
 	// APIs are the API groups served (--apis: custom, external, resource); nil means custom and
 	// external, plus resource when the rule file has resource rules.
 	APIs []string
+
+	// Forwarding of the metrics we do not serve to other adapters (server/forward.go).
+	ForwardExternal        []string
+	ForwardCustom          []string
+	ForwardTimeout         time.Duration
+	ForwardRefreshInterval time.Duration
+	// Authorizer, with --trust-loopback, decides instead of allowing every loopback client (tests; no flag).
+	Authorizer authorizer.Authorizer
 
 	// Registerer receives the adapter's own metrics; nil means the registry that /metrics serves
 	// (k8s.io/component-base's legacyregistry, one per process). A second server in the same
@@ -108,6 +117,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float32Var(&o.ClientQPS, "client-qps", o.ClientQPS, "kube-apiserver client QPS (only informers and discovery use it; requests never list)")
 	fs.IntVar(&o.ClientBurst, "client-burst", o.ClientBurst, "kube-apiserver client burst")
 	o.addPrometheusAdapterFlags(fs)
+	o.addForwardFlags(fs)
 	fs.StringSliceVar(&o.APIs, "apis", o.APIs,
 		"API groups to serve, any of custom (custom.metrics.k8s.io), external (external.metrics.k8s.io), resource (metrics.k8s.io, kubectl top); default custom,external plus resource when the rule file has resource rules. Discovery lists only these")
 	fs.DurationVar(&o.InformerSyncTimeout, "informer-sync-timeout", o.InformerSyncTimeout,
@@ -147,6 +157,7 @@ func (o *Options) Validate() error {
 	if o.APIs != nil {
 		errs = append(errs, validateAPIs(o.APIs))
 	}
+	errs = append(errs, o.validateForward())
 	return errors.Join(errs...)
 }
 

@@ -200,6 +200,9 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects
 	if o.TrustLoopback {
 		cfg.Authentication.Authenticator = loopbackAuthenticator{}
 		cfg.Authorization.Authorizer = authorizerfactory.NewAlwaysAllowAuthorizer()
+		if o.Authorizer != nil {
+			cfg.Authorization.Authorizer = o.Authorizer
+		}
 	} else {
 		if err := so.Authentication.ApplyTo(&cfg.Authentication, cfg.SecureServing, nil); err != nil {
 			return nil, fmt.Errorf("delegated authentication: %w", err)
@@ -239,9 +242,16 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects
 	if apis.external {
 		em = p
 	}
+	fwd, err := installForwarding(o, cfg, kubeConfig, p, &cm, &em)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := (&apiserver.Config{GenericConfig: &cfg.Config}).Complete(nil).New(Name, cm, em)
 	if err != nil {
 		return nil, fmt.Errorf("api server: %w", err)
+	}
+	if err := startForwarding(o, srv.GenericAPIServer, fwd); err != nil {
+		return nil, err
 	}
 	if err := srv.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("rules-loaded", func(*http.Request) error {
 		if len(p.ListAllMetrics())+len(p.ListAllExternalMetrics()) == 0 && !p.HasDiscovery() && !apis.resource {
