@@ -8,13 +8,13 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +25,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/internal/fakeexporter"
+	"github.com/promql-adapter/promql-adapter/internal/loadsim"
 	"github.com/promql-adapter/promql-adapter/internal/localcluster"
 	"github.com/promql-adapter/promql-adapter/internal/promrun"
 	"github.com/promql-adapter/promql-adapter/internal/stack"
@@ -141,13 +143,18 @@ func run(tb testing.TB, c config) string {
 		tb.Fatal(err)
 	}
 	scrape := time.Second
-	if c.series > 20_000 {
+	switch {
+	case c.series > 200_000:
+		scrape = 30 * time.Second // a scrape of 1M series takes Prometheus many seconds on 2 cores
+	case c.series > 20_000:
 		scrape = 15 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	st, err := stack.Start(ctx, stack.Options{
 		RepoRoot: root, BinDir: binDir, WorkDir: filepath.Join(work, "stack"), RulesFile: rules,
+		// The stack's load simulator needs one target; it stays idle (no Deployment is created).
+		Targets:        []loadsim.Target{{Namespace: "sim", Deployment: "idle", Service: "idle", Capacity: 1, MatchLabels: map[string]string{"app": "idle"}}},
 		Scrape:         []promrun.Target{{Job: "synthetic", Address: addr}},
 		ScrapeInterval: scrape,
 		Logf:           func(f string, a ...any) { tb.Logf(f, a...) },
@@ -195,6 +202,11 @@ func run(tb testing.TB, c config) string {
 		}
 	}
 	fmt.Fprintf(r.report, "\nAdapter RSS peak (VmHWM) over the run: %s\n", rss(pid, "VmHWM"))
+	if dir := os.Getenv("BENCH_SCALE_PROFILE"); dir != "" {
+		if body, err := get(r.direct, st.AdapterURL(), "/debug/pprof/heap"); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", c.series)), body, 0o644)
+		}
+	}
 	return r.report.String()
 }
 
@@ -268,8 +280,6 @@ func (r *rig) promQuery(q string) ([]byte, error) {
 	return body, err
 }
 
-var valueRE = regexp.MustCompile(`"value":"?([^",}]+)`)
-
 // measure runs one request kind: sequential interleaved latencies of the four ways, then 20
 // concurrent clients for each, and the adapter's CPU per request.
 func (r *rig) measure(ctx context.Context, c config, name, path, own, pa string) {
@@ -289,7 +299,7 @@ func (r *rig) measure(ctx context.Context, c config, name, path, own, pa string)
 	if err != nil {
 		r.tb.Fatal(err)
 	}
-	if got, want := values(valueRE.FindAllStringSubmatch(string(body), -1)), values(valueRE.FindAllStringSubmatch(string(raw), -1)); got != want || got == "" {
+	if got, want := adapterValues(r.tb, body), rawValues(r.tb, raw); got != want || got == "" {
 		r.tb.Fatalf("%s: adapter values %s, raw PromQL %s", name, got, want)
 	}
 	lat := make([][]time.Duration, len(ways))
@@ -306,8 +316,27 @@ func (r *rig) measure(ctx context.Context, c config, name, path, own, pa string)
 	}
 	cpu := (cpuSeconds(r.tb, pid) - cpu0) / float64(2*c.sequential)
 	var rates []string
-	for _, w := range ways {
+	for k, w := range ways {
+		var profiled chan struct{}
+		if dir := os.Getenv("BENCH_SCALE_PROFILE"); dir != "" && k == 0 {
+			// A CPU profile of the adapter under 20 direct clients, for go tool pprof.
+			profiled = make(chan struct{})
+			file := filepath.Join(dir, fmt.Sprintf("cpu-%d-%s.pprof", c.series, strings.NewReplacer(" ", "-", "/", "_", "*", "all", "=", "-").Replace(name)))
+			go func() {
+				defer close(profiled)
+				body, err := get(r.direct, r.st.AdapterURL(), fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(c.concurrent.Seconds()))))
+				if err == nil {
+					err = os.WriteFile(file, body, 0o644)
+				}
+				if err != nil {
+					r.tb.Logf("profile %s: %v", file, err)
+				}
+			}()
+		}
 		rates = append(rates, fmt.Sprintf("%.0f", concurrent(ctx, w, c.concurrent)))
+		if profiled != nil {
+			<-profiled
+		}
 	}
 	p := func(w int) string {
 		return fmt.Sprintf("%.1f / %.1f", ms(percentile(lat[w], 50)), ms(percentile(lat[w], 99)))
@@ -317,12 +346,54 @@ func (r *rig) measure(ctx context.Context, c config, name, path, own, pa string)
 		strings.Join(rates, " / "), cpu*1000, rss(pid, "VmRSS"))
 }
 
-func values(m [][]string) string {
-	var v []string
-	for _, x := range m {
-		v = append(v, x[1])
+// adapterValues is the sorted list of an adapter answer's values (quantities, to three decimals).
+func adapterValues(tb testing.TB, body []byte) string {
+	var list struct {
+		Items []struct {
+			Value resource.Quantity `json:"value"`
+		} `json:"items"`
 	}
-	return strings.Join(v, ",")
+	if err := json.Unmarshal(body, &list); err != nil {
+		tb.Fatalf("adapter answer: %v", err)
+	}
+	var v []float64
+	for _, it := range list.Items {
+		v = append(v, it.Value.AsApproximateFloat64())
+	}
+	return sortedValues(v)
+}
+
+// rawValues is the sorted list of a Prometheus vector's values (to three decimals).
+func rawValues(tb testing.TB, body []byte) string {
+	var resp struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		tb.Fatalf("prometheus answer: %v", err)
+	}
+	var v []float64
+	for _, s := range resp.Data.Result {
+		str, _ := s.Value[1].(string)
+		f, err := strconv.ParseFloat(str, 64)
+		if err != nil {
+			tb.Fatalf("prometheus value %v: %v", s.Value, err)
+		}
+		v = append(v, f)
+	}
+	return sortedValues(v)
+}
+
+func sortedValues(v []float64) string {
+	sort.Float64s(v)
+	s := make([]string, len(v))
+	for i, f := range v {
+		s[i] = strconv.FormatFloat(f, 'f', 3, 64)
+	}
+	return strings.Join(s, ",")
 }
 
 func met(ok bool) string {
