@@ -20,8 +20,8 @@ import (
 
 // BenchmarkRespond is the cost of writing a pods/* answer the way the adapter's API server writes it
 // (k8s.io/apiserver's WriteObjectNegotiated), to a client that accepts gzip as client-go and
-// kube-apiserver's proxy do, with the apiserver's response compression off (the adapter's default)
-// and on (--response-compression).
+// kube-apiserver's proxy do, with k8s.io/apiserver's response compression (the APIResponseCompression
+// feature gate, on by default: answers past 128 KiB are gzipped with pooled writers) off and on.
 func BenchmarkRespond(b *testing.B) {
 	for _, n := range []int{10, 1000} {
 		list := &custom_metrics.MetricValueList{}
