@@ -4,7 +4,7 @@ CACHE       ?= $(CURDIR)/.cache
 K8S_VERSION ?= v1.37.2
 CLUSTER_BIN := $(CACHE)/cluster/k8s-$(K8S_VERSION)/bin
 GO_PKGS     := ./...
-E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/) $(wildcard ./test/benchresource/)
+E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/) $(wildcard ./test/benchresource/) $(wildcard ./test/bench/)
 FUZZTIME    ?= 20s
 export GOFLAGS := -buildvcs=false
 HELM_VERSION := v4.3.2

@@ -33,7 +33,7 @@ var groups = []help.Group{
 	{Title: "Prometheus", Names: []string{"prometheus-url", "prometheus-client-config", "prometheus-ca-file", "prometheus-token-file",
 		"prometheus-insecure-skip-tls-verify", "prometheus-header", "prometheus-timeout", "prometheus-compression"}},
 	{Title: "Kubernetes", Names: []string{"lister-kubeconfig", "client-qps", "client-burst", "informer-sync-timeout"}},
-	{Title: "Serving", Names: []string{"apis", "trust-loopback", "secure-port", "bind-address", "cert-dir", "tls-cert-file", "tls-private-key-file"}},
+	{Title: "Serving", Names: []string{"apis", "trust-loopback", "response-compression", "secure-port", "bind-address", "cert-dir", "tls-cert-file", "tls-private-key-file"}},
 	{Title: "Forwarding, beside KEDA or another adapter", Names: []string{"forward-external", "forward-custom", "forward-timeout", "forward-refresh-interval"}},
 	{Title: "prometheus-adapter's flags, accepted as they are", Names: server.PrometheusAdapterFlagNames},
 }

@@ -8,13 +8,13 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +25,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/internal/fakeexporter"
+	"github.com/promql-adapter/promql-adapter/internal/loadsim"
 	"github.com/promql-adapter/promql-adapter/internal/localcluster"
 	"github.com/promql-adapter/promql-adapter/internal/promrun"
 	"github.com/promql-adapter/promql-adapter/internal/stack"
@@ -78,12 +80,13 @@ type config struct {
 	sequential int           // requests per kind, sequentially
 	concurrent time.Duration // how long each kind runs with 20 clients
 	relists    int           // relists measured for CPU per relist
+	idle       time.Duration // how long the adapter's idle CPU is measured before each kind
 }
 
 // TestBenchScaleShort runs the whole rig at 10k series and 10 pods with few requests. It checks
 // that every measurement happens and that the adapter's values equal the raw query's.
 func TestBenchScaleShort(t *testing.T) {
-	r := run(t, config{series: 10_000, pods: []int{10}, sequential: 20, concurrent: time.Second, relists: 1})
+	r := run(t, config{series: 10_000, pods: []int{10}, sequential: 20, concurrent: time.Second, relists: 1, idle: time.Second})
 	fmt.Println(r)
 }
 
@@ -103,7 +106,7 @@ func BenchmarkScale(b *testing.B) {
 	}
 	for range b.N {
 		for _, n := range sizes {
-			r := run(b, config{series: n, pods: []int{10, 100, 1000}, sequential: 200, concurrent: 5 * time.Second, relists: 3})
+			r := run(b, config{series: n, pods: []int{10, 100, 1000}, sequential: 200, concurrent: 5 * time.Second, relists: 3, idle: 5 * time.Second})
 			fmt.Println(r)
 		}
 	}
@@ -141,13 +144,18 @@ func run(tb testing.TB, c config) string {
 		tb.Fatal(err)
 	}
 	scrape := time.Second
-	if c.series > 20_000 {
+	switch {
+	case c.series > 200_000:
+		scrape = 30 * time.Second // a scrape of 1M series takes Prometheus many seconds on 2 cores
+	case c.series > 20_000:
 		scrape = 15 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute) // 1M series: Prometheus's first scrape alone took 16 min on a loaded 2-core machine
 	defer cancel()
 	st, err := stack.Start(ctx, stack.Options{
 		RepoRoot: root, BinDir: binDir, WorkDir: filepath.Join(work, "stack"), RulesFile: rules,
+		// The stack's load simulator needs one target; it stays idle (no Deployment is created).
+		Targets:        []loadsim.Target{{Namespace: "sim", Deployment: "idle", Service: "idle", Capacity: 1, MatchLabels: map[string]string{"app": "idle"}}},
 		Scrape:         []promrun.Target{{Job: "synthetic", Address: addr}},
 		ScrapeInterval: scrape,
 		Logf:           func(f string, a ...any) { tb.Logf(f, a...) },
@@ -162,21 +170,28 @@ func run(tb testing.TB, c config) string {
 	})
 	r := &rig{tb: tb, st: st, prom: &http.Client{Timeout: time.Minute}, report: &strings.Builder{}}
 	r.clients()
+	tb.Cleanup(func() {
+		if tb.Failed() { // what was measured before the failure
+			fmt.Println(r.report.String())
+		}
+	})
 	fmt.Fprintf(r.report, "\n### %d series (%s; load %s)\n", syn.Series(), time.Now().UTC().Format("2006-01-02 15:04 MST"), loadavg())
 	// Every series scraped: the gauge's and the counters'.
-	if err := st.Prom.WaitForSeries(ctx, fmt.Sprintf(`count(up{job="synthetic"} == 1) and count(http_requests_total) >= %d`, syn.Namespaces*syn.Pods*syn.Paths), 1); err != nil {
+	// One series: counting http_requests_total took Prometheus 54 s at 1M series on the loaded machine,
+	// past promrun's 5 s client timeout.
+	if err := st.Prom.WaitForSeries(ctx, fmt.Sprintf(`scrape_samples_scraped{job="synthetic"} >= %d`, syn.Series()), 1); err != nil {
 		tb.Fatal(err)
 	}
 	r.discovery(ctx, c)
 	// The adapter with the fixed rules only, for the request measurements.
-	r.restart(ctx, nativeRules, "bench_gauge")
+	_, _ = r.restart(ctx, nativeRules, "bench_gauge")
 	pid := st.AdapterPID()
 	fmt.Fprintf(r.report, "\nRSS after start: %s\n\n", rss(pid, "VmRSS"))
 	if _, err := st.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		tb.Fatal(err)
 	}
 	r.statefulSet(ctx, 0)
-	fmt.Fprintln(r.report, "| request | adapter direct p50/p99 ms | via kube-apiserver p50/p99 | own PromQL raw p50/p99 | PA PromQL raw p50/p99 | p99 ÷ PA raw | c=20 req/s direct / via / own raw / PA raw | adapter CPU ms/req | RSS after |")
+	fmt.Fprintln(r.report, "| request | adapter direct p50/p99 ms | via kube-apiserver p50/p99 | own PromQL raw p50/p99 | PA PromQL raw p50/p99 | p99 ÷ PA raw | c=20 req/s direct / via / own raw / PA raw | adapter CPU ms/req sequential (idle subtracted) / c=20 direct | RSS after (anon) |")
 	fmt.Fprintln(r.report, "|---|---|---|---|---|---|---|---|---|")
 	for i, n := range c.pods {
 		r.statefulSet(ctx, n)
@@ -195,6 +210,11 @@ func run(tb testing.TB, c config) string {
 		}
 	}
 	fmt.Fprintf(r.report, "\nAdapter RSS peak (VmHWM) over the run: %s\n", rss(pid, "VmHWM"))
+	if dir := os.Getenv("BENCH_SCALE_PROFILE"); dir != "" {
+		if body, err := get(r.direct, st.AdapterURL(), "/debug/pprof/heap"); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", c.series)), body, 0o644)
+		}
+	}
 	return r.report.String()
 }
 
@@ -268,8 +288,6 @@ func (r *rig) promQuery(q string) ([]byte, error) {
 	return body, err
 }
 
-var valueRE = regexp.MustCompile(`"value":"?([^",}]+)`)
-
 // measure runs one request kind: sequential interleaved latencies of the four ways, then 20
 // concurrent clients for each, and the adapter's CPU per request.
 func (r *rig) measure(ctx context.Context, c config, name, path, own, pa string) {
@@ -289,11 +307,16 @@ func (r *rig) measure(ctx context.Context, c config, name, path, own, pa string)
 	if err != nil {
 		r.tb.Fatal(err)
 	}
-	if got, want := values(valueRE.FindAllStringSubmatch(string(body), -1)), values(valueRE.FindAllStringSubmatch(string(raw), -1)); got != want || got == "" {
+	if got, want := adapterValues(r.tb, body), rawValues(r.tb, raw); got != want || got == "" {
 		r.tb.Fatalf("%s: adapter values %s, raw PromQL %s", name, got, want)
 	}
 	lat := make([][]time.Duration, len(ways))
-	cpu0 := cpuSeconds(r.tb, pid)
+	// The adapter's idle CPU (informers, timers, GC) over a quiet while, subtracted from the
+	// sequential phase's so that the figure is per request.
+	idle0, idleStart := cpuSeconds(r.tb, pid), time.Now()
+	time.Sleep(c.idle)
+	idleRate := (cpuSeconds(r.tb, pid) - idle0) / time.Since(idleStart).Seconds()
+	cpu0, seqStart := cpuSeconds(r.tb, pid), time.Now()
 	for i := range c.sequential {
 		for k := range ways {
 			w := (k + i) % len(ways) // rotate the order: no way always runs first
@@ -304,25 +327,92 @@ func (r *rig) measure(ctx context.Context, c config, name, path, own, pa string)
 			lat[w] = append(lat[w], time.Since(start))
 		}
 	}
-	cpu := (cpuSeconds(r.tb, pid) - cpu0) / float64(2*c.sequential)
+	cpu := max(0, cpuSeconds(r.tb, pid)-cpu0-idleRate*time.Since(seqStart).Seconds()) / float64(2*c.sequential)
 	var rates []string
-	for _, w := range ways {
-		rates = append(rates, fmt.Sprintf("%.0f", concurrent(ctx, w, c.concurrent)))
+	var cpuC20 float64 // adapter CPU per answer with 20 direct clients (the profile included)
+	for k, w := range ways {
+		var profiled chan struct{}
+		if dir := os.Getenv("BENCH_SCALE_PROFILE"); dir != "" && k == 0 {
+			// A CPU profile of the adapter under 20 direct clients, for go tool pprof.
+			profiled = make(chan struct{})
+			file := filepath.Join(dir, fmt.Sprintf("cpu-%d-%s.pprof", c.series, strings.NewReplacer(" ", "-", "/", "_", "*", "all", "=", "-").Replace(name)))
+			go func() {
+				defer close(profiled)
+				body, err := get(r.direct, r.st.AdapterURL(), fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(c.concurrent.Seconds()))))
+				if err == nil {
+					err = os.WriteFile(file, body, 0o644)
+				}
+				if err != nil {
+					r.tb.Logf("profile %s: %v", file, err)
+				}
+			}()
+		}
+		c0 := cpuSeconds(r.tb, pid)
+		rate := concurrent(ctx, w, c.concurrent)
+		if k == 0 && rate > 0 {
+			cpuC20 = (cpuSeconds(r.tb, pid) - c0) / (rate * c.concurrent.Seconds())
+		}
+		rates = append(rates, fmt.Sprintf("%.0f", rate))
+		if profiled != nil {
+			<-profiled
+		}
 	}
 	p := func(w int) string {
 		return fmt.Sprintf("%.1f / %.1f", ms(percentile(lat[w], 50)), ms(percentile(lat[w], 99)))
 	}
 	ratio := float64(percentile(lat[0], 99)) / float64(percentile(lat[3], 99))
-	fmt.Fprintf(r.report, "| %s | %s | %s | %s | %s | %.2f %s | %s | %.2f | %s |\n", name, p(0), p(1), p(2), p(3), ratio, met(ratio <= 1.2),
-		strings.Join(rates, " / "), cpu*1000, rss(pid, "VmRSS"))
+	fmt.Fprintf(r.report, "| %s | %s | %s | %s | %s | %.2f %s | %s | %.2f / %.2f | %s |\n", name, p(0), p(1), p(2), p(3), ratio, met(ratio <= 1.2),
+		strings.Join(rates, " / "), cpu*1000, cpuC20*1000, rss(pid, "VmRSS"))
 }
 
-func values(m [][]string) string {
-	var v []string
-	for _, x := range m {
-		v = append(v, x[1])
+// adapterValues is the sorted list of an adapter answer's values (quantities, to three decimals).
+func adapterValues(tb testing.TB, body []byte) string {
+	var list struct {
+		Items []struct {
+			Value resource.Quantity `json:"value"`
+		} `json:"items"`
 	}
-	return strings.Join(v, ",")
+	if err := json.Unmarshal(body, &list); err != nil {
+		tb.Fatalf("adapter answer: %v", err)
+	}
+	var v []float64
+	for _, it := range list.Items {
+		v = append(v, it.Value.AsApproximateFloat64())
+	}
+	return sortedValues(v)
+}
+
+// rawValues is the sorted list of a Prometheus vector's values (to three decimals).
+func rawValues(tb testing.TB, body []byte) string {
+	var resp struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		tb.Fatalf("prometheus answer: %v", err)
+	}
+	var v []float64
+	for _, s := range resp.Data.Result {
+		str, _ := s.Value[1].(string)
+		f, err := strconv.ParseFloat(str, 64)
+		if err != nil {
+			tb.Fatalf("prometheus value %v: %v", s.Value, err)
+		}
+		v = append(v, f)
+	}
+	return sortedValues(v)
+}
+
+func sortedValues(v []float64) string {
+	sort.Float64s(v)
+	s := make([]string, len(v))
+	for i, f := range v {
+		s[i] = strconv.FormatFloat(f, 'f', 3, 64)
+	}
+	return strings.Join(s, ",")
 }
 
 func met(ok bool) string {
@@ -356,18 +446,47 @@ func concurrent(ctx context.Context, f func() error, d time.Duration) float64 {
 // config, and the adapter's CPU per relist.
 func (r *rig) discovery(ctx context.Context, c config) {
 	for _, cfg := range []struct{ name, rules string }{{"native", nativeDiscovery}, {"prometheus-adapter format", paRules}} {
-		d := r.restart(ctx, cfg.rules, "http_requests_per_second")
+		d, startCPU := r.restart(ctx, cfg.rules, "http_requests_per_second")
 		pid := r.st.AdapterPID()
-		cpu0 := cpuSeconds(r.tb, pid)
+		cpu0, served0 := cpuSeconds(r.tb, pid), r.discoveryServed()
 		time.Sleep(time.Duration(c.relists) * 5 * time.Second) // --series-relist-interval=5s
 		perRelist := (cpuSeconds(r.tb, pid) - cpu0) / float64(c.relists)
-		fmt.Fprintf(r.report, "- start → every metric listed, %s config: %.2f s %s; adapter CPU per relist %.3f s; RSS %s\n",
-			cfg.name, d.Seconds(), met(d <= 2*time.Second), perRelist, rss(pid, "VmRSS"))
+		promPerRelist := (r.discoveryServed() - served0) / float64(c.relists)
+		fmt.Fprintf(r.report, "- start → every metric listed, %s config: %.2f s %s (adapter CPU until then %.2f s); adapter CPU per relist %.3f s, Prometheus serving it %.3f s; RSS %s\n",
+			cfg.name, d.Seconds(), met(d <= 2*time.Second), startCPU, perRelist, promPerRelist, rss(pid, "VmRSS"))
 	}
 }
 
-// restart starts the adapter on rules and returns how long until it lists metric.
-func (r *rig) restart(ctx context.Context, rules, metric string) time.Duration {
+// discoveryServed is the time Prometheus has spent answering the APIs discovery uses (label values,
+// labels, series), from its own prometheus_http_request_duration_seconds.
+func (r *rig) discoveryServed() float64 {
+	resp, err := r.prom.Get(r.st.Prom.URL() + "/metrics")
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "prometheus_http_request_duration_seconds_sum{") {
+			continue
+		}
+		for _, h := range []string{`handler="/api/v1/label/:name/values"`, `handler="/api/v1/labels"`, `handler="/api/v1/series"`} {
+			if strings.Contains(line, h) {
+				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+// restart starts the adapter on rules and returns how long until it lists metric, and the CPU
+// seconds the adapter spent until then (the wall time on a loaded machine is mostly waiting).
+func (r *rig) restart(ctx context.Context, rules, metric string) (time.Duration, float64) {
 	if err := r.st.StopAdapter(); err != nil {
 		r.tb.Fatal(err)
 	}
@@ -387,7 +506,7 @@ func (r *rig) restart(ctx context.Context, rules, metric string) time.Duration {
 	if err != nil {
 		r.tb.Fatalf("adapter lists no pods/%s within 2m: %v", metric, last)
 	}
-	return time.Since(start)
+	return time.Since(start), cpuSeconds(r.tb, r.st.AdapterPID())
 }
 
 // statefulSet creates (n == 0) or scales the StatefulSet web and waits for n Ready pods.
@@ -457,12 +576,18 @@ func cpuSeconds(tb testing.TB, pid int) float64 {
 	return (ut + st) / 100
 }
 
+// rss is a /proc/<pid>/status memory field; for VmRSS with its anonymous part (RssAnon): the rest
+// is the binary's own pages, file-backed and shared.
 func rss(pid int, field string) string {
 	kb, err := localcluster.MemoryKiB(pid, field)
 	if err != nil {
 		return "?"
 	}
-	return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+	out := fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+	if anon, err := localcluster.MemoryKiB(pid, "RssAnon"); err == nil && field == "VmRSS" {
+		out += fmt.Sprintf(" (%.1f)", float64(anon)/1024)
+	}
+	return out
 }
 
 func loadavg() string {
