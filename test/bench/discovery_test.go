@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/internal/benchrig"
 	"github.com/promql-adapter/promql-adapter/internal/fakeexporter"
 	"github.com/promql-adapter/promql-adapter/internal/promrun"
 )
@@ -71,7 +72,7 @@ func BenchmarkDiscovery(b *testing.B) {
 			b.Fatalf("%s: %v", what, err)
 		}
 		fmt.Printf("discovery at %d series, %s: %.2f s, %d results, %.1f MiB allocated in the client (load %s)\n",
-			syn.Series(), what, d.Seconds(), n, float64(m1.TotalAlloc-m0.TotalAlloc)/(1<<20), loadavg())
+			syn.Series(), what, d.Seconds(), n, float64(m1.TotalAlloc-m0.TotalAlloc)/(1<<20), benchrig.Loadavg())
 	}
 	for range b.N {
 		measure("label values + labels APIs (promql-adapter)", func() (int, error) {

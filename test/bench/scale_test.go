@@ -28,10 +28,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/internal/benchrig"
 	"github.com/promql-adapter/promql-adapter/internal/fakeexporter"
 	"github.com/promql-adapter/promql-adapter/internal/loadsim"
 	"github.com/promql-adapter/promql-adapter/internal/localcluster"
@@ -175,7 +175,7 @@ func run(tb testing.TB, c config) string {
 			fmt.Println(r.report.String())
 		}
 	})
-	fmt.Fprintf(r.report, "\n### %d series (%s; load %s)\n", syn.Series(), time.Now().UTC().Format("2006-01-02 15:04 MST"), loadavg())
+	fmt.Fprintf(r.report, "\n### %d series (%s; load %s)\n", syn.Series(), time.Now().UTC().Format("2006-01-02 15:04 MST"), benchrig.Loadavg())
 	// Every series scraped: the gauge's and the counters'.
 	// One series: counting http_requests_total took Prometheus 54 s at 1M series on the loaded machine,
 	// past promrun's 5 s client timeout.
@@ -211,7 +211,7 @@ func run(tb testing.TB, c config) string {
 	}
 	fmt.Fprintf(r.report, "\nAdapter RSS peak (VmHWM) over the run: %s\n", rss(pid, "VmHWM"))
 	if dir := os.Getenv("BENCH_SCALE_PROFILE"); dir != "" {
-		if body, err := get(r.direct, st.AdapterURL(), "/debug/pprof/heap"); err == nil {
+		if body, err := benchrig.Get(r.direct, st.AdapterURL(), "/debug/pprof/heap"); err == nil {
 			_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", c.series)), body, 0o644)
 		}
 	}
@@ -244,35 +244,11 @@ func regexLen(names []string) int {
 
 func (r *rig) clients() {
 	cfg := r.st.Cluster.AdminConfig()
-	via, err := rest.HTTPClientFor(cfg)
-	if err != nil {
+	var err error
+	if r.direct, r.via, err = benchrig.Clients(cfg, r.st.AdapterURL()); err != nil {
 		r.tb.Fatal(err)
 	}
-	r.via, r.viaHost = via, cfg.Host
-	dcfg := rest.CopyConfig(cfg)
-	dcfg.Host = r.st.AdapterURL()
-	dcfg.TLSClientConfig.ServerName = "localhost"
-	if r.direct, err = rest.HTTPClientFor(dcfg); err != nil {
-		r.tb.Fatal(err)
-	}
-	r.direct.Timeout, r.via.Timeout = time.Minute, time.Minute
-}
-
-// get fetches path and returns its body.
-func get(c *http.Client, base, path string) ([]byte, error) {
-	resp, err := c.Get(base + path)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, body)
-	}
-	return body, nil
+	r.viaHost = cfg.Host
 }
 
 func (r *rig) promQuery(q string) ([]byte, error) {
@@ -293,13 +269,13 @@ func (r *rig) promQuery(q string) ([]byte, error) {
 func (r *rig) measure(ctx context.Context, c config, name, path, own, pa string) {
 	pid := r.st.AdapterPID()
 	ways := []func() error{
-		func() error { _, err := get(r.direct, r.st.AdapterURL(), path); return err },
-		func() error { _, err := get(r.via, r.viaHost, path); return err },
+		func() error { _, err := benchrig.Get(r.direct, r.st.AdapterURL(), path); return err },
+		func() error { _, err := benchrig.Get(r.via, r.viaHost, path); return err },
 		func() error { _, err := r.promQuery(own); return err },
 		func() error { _, err := r.promQuery(pa); return err },
 	}
 	// The adapter's values equal its own PromQL's, sent straight to Prometheus.
-	body, err := get(r.direct, r.st.AdapterURL(), path)
+	body, err := benchrig.Get(r.direct, r.st.AdapterURL(), path)
 	if err != nil {
 		r.tb.Fatal(err)
 	}
@@ -338,7 +314,7 @@ func (r *rig) measure(ctx context.Context, c config, name, path, own, pa string)
 			file := filepath.Join(dir, fmt.Sprintf("cpu-%d-%s.pprof", c.series, strings.NewReplacer(" ", "-", "/", "_", "*", "all", "=", "-").Replace(name)))
 			go func() {
 				defer close(profiled)
-				body, err := get(r.direct, r.st.AdapterURL(), fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(c.concurrent.Seconds()))))
+				body, err := benchrig.Get(r.direct, r.st.AdapterURL(), fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(c.concurrent.Seconds()))))
 				if err == nil {
 					err = os.WriteFile(file, body, 0o644)
 				}
@@ -358,9 +334,9 @@ func (r *rig) measure(ctx context.Context, c config, name, path, own, pa string)
 		}
 	}
 	p := func(w int) string {
-		return fmt.Sprintf("%.1f / %.1f", ms(percentile(lat[w], 50)), ms(percentile(lat[w], 99)))
+		return fmt.Sprintf("%.1f / %.1f", benchrig.Ms(benchrig.Percentile(lat[w], 50)), benchrig.Ms(benchrig.Percentile(lat[w], 99)))
 	}
-	ratio := float64(percentile(lat[0], 99)) / float64(percentile(lat[3], 99))
+	ratio := float64(benchrig.Percentile(lat[0], 99)) / float64(benchrig.Percentile(lat[3], 99))
 	fmt.Fprintf(r.report, "| %s | %s | %s | %s | %s | %.2f %s | %s | %.2f / %.2f | %s |\n", name, p(0), p(1), p(2), p(3), ratio, met(ratio <= 1.2),
 		strings.Join(rates, " / "), cpu*1000, cpuC20*1000, rss(pid, "VmRSS"))
 }
@@ -499,7 +475,7 @@ func (r *rig) restart(ctx context.Context, rules, metric string) (time.Duration,
 	}
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
-		body, err := get(r.direct, r.st.AdapterURL(), "/apis/custom.metrics.k8s.io/v1beta2")
+		body, err := benchrig.Get(r.direct, r.st.AdapterURL(), "/apis/custom.metrics.k8s.io/v1beta2")
 		last = err
 		return err == nil && strings.Contains(string(body), `"pods/`+metric+`"`), nil
 	})
@@ -555,7 +531,7 @@ func (r *rig) statefulSet(ctx context.Context, n int) {
 func (r *rig) waitItems(ctx context.Context, path string, n int) {
 	var got int
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
-		body, err := get(r.direct, r.st.AdapterURL(), path)
+		body, err := benchrig.Get(r.direct, r.st.AdapterURL(), path)
 		got = strings.Count(string(body), `"describedObject"`)
 		return err == nil && got == n, nil
 	})
@@ -566,42 +542,19 @@ func (r *rig) waitItems(ctx context.Context, path string, n int) {
 
 // cpuSeconds is the user+system CPU time of a process (/proc/<pid>/stat, clock ticks of 1/100 s).
 func cpuSeconds(tb testing.TB, pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	v, err := benchrig.CPUSeconds(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100
+	return v
 }
 
 // rss is a /proc/<pid>/status memory field; for VmRSS with its anonymous part (RssAnon): the rest
 // is the binary's own pages, file-backed and shared.
 func rss(pid int, field string) string {
-	kb, err := localcluster.MemoryKiB(pid, field)
-	if err != nil {
-		return "?"
-	}
-	out := fmt.Sprintf("%.1f MiB", float64(kb)/1024)
-	if anon, err := localcluster.MemoryKiB(pid, "RssAnon"); err == nil && field == "VmRSS" {
+	out := benchrig.MiB(pid, field)
+	if anon, err := localcluster.MemoryKiB(pid, "RssAnon"); err == nil && field == "VmRSS" && out != "?" {
 		out += fmt.Sprintf(" (%.1f)", float64(anon)/1024)
 	}
 	return out
 }
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
-func percentile(d []time.Duration, p int) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[(len(s)*p+99)/100-1]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

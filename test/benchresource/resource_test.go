@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,8 +26,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 
+	"github.com/promql-adapter/promql-adapter/internal/benchrig"
 	"github.com/promql-adapter/promql-adapter/internal/loadsim"
 	"github.com/promql-adapter/promql-adapter/internal/localcluster"
 	"github.com/promql-adapter/promql-adapter/internal/stack"
@@ -146,7 +145,7 @@ func run(tb testing.TB, c config) string {
 	tb.Logf("%d Ready pods in %s", c.pods, time.Since(start).Round(time.Second))
 	path := "/apis/metrics.k8s.io/v1/namespaces/" + ns + "/pods"
 	fmt.Fprintf(r.report, "\n### metrics.k8s.io over %d pods (%s; load %s; %d requests per way, interleaved)\n\n",
-		c.pods, time.Now().UTC().Format("2006-01-02 15:04 MST"), loadavg(), c.sequential)
+		c.pods, time.Now().UTC().Format("2006-01-02 15:04 MST"), benchrig.Loadavg(), c.sequential)
 	fmt.Fprintln(r.report, "| rules | adapter direct p50 / p99 ms | via kube-apiserver p50 / p99 | raw PromQL, cpu and memory at once, p50 / p99 | raw, one after the other, p50 / p99 | p50 ÷ raw at once, direct / via | p99 ÷ raw at once, direct / via | adapter CPU ms/req | adapter RSS |")
 	fmt.Fprintln(r.report, "|---|---|---|---|---|---|---|---|---|")
 	for i, f := range []struct{ name, rules string }{{"native resources", nativeRules}, {"prometheus-adapter resourceRules", paRules}} {
@@ -158,7 +157,7 @@ func run(tb testing.TB, c config) string {
 		r.measure(f.name, path, c, cpuQ, memQ)
 	}
 	fmt.Fprintf(r.report, "\nAdapter RSS peak (VmHWM) over the run: %s. Raw PromQL: the two queries the adapter sends for the request (cpu and memory), sent straight to Prometheus.\n",
-		rss(st.AdapterPID(), "VmHWM"))
+		benchrig.MiB(st.AdapterPID(), "VmHWM"))
 	return r.report.String()
 }
 
@@ -197,34 +196,11 @@ func (r *rig) queries(rules string, names []string) (string, string) {
 
 func (r *rig) clients() {
 	cfg := r.st.Cluster.AdminConfig()
-	via, err := rest.HTTPClientFor(cfg)
-	if err != nil {
+	var err error
+	if r.direct, r.via, err = benchrig.Clients(cfg, r.st.AdapterURL()); err != nil {
 		r.tb.Fatal(err)
 	}
-	r.via, r.viaHost = via, cfg.Host
-	dcfg := rest.CopyConfig(cfg)
-	dcfg.Host = r.st.AdapterURL()
-	dcfg.TLSClientConfig.ServerName = "localhost"
-	if r.direct, err = rest.HTTPClientFor(dcfg); err != nil {
-		r.tb.Fatal(err)
-	}
-	r.direct.Timeout, r.via.Timeout = time.Minute, time.Minute
-}
-
-func get(c *http.Client, base, path string) ([]byte, error) {
-	resp, err := c.Get(base + path)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, body)
-	}
-	return body, nil
+	r.viaHost = cfg.Host
 }
 
 // promQuery runs q as the adapter does (POST /api/v1/query) and returns the number of samples.
@@ -292,12 +268,12 @@ func (r *rig) measure(name, path string, c config, cpuQ, memQ string) {
 		}
 	}
 	cpu := (cpuSeconds(r.tb, pid) - cpu0) / float64(2*c.sequential)
-	p := func(w, q int) time.Duration { return percentile(lat[w], q) }
-	pp := func(w int) string { return fmt.Sprintf("%.1f / %.1f", ms(p(w, 50)), ms(p(w, 99))) }
+	p := func(w, q int) time.Duration { return benchrig.Percentile(lat[w], q) }
+	pp := func(w int) string { return fmt.Sprintf("%.1f / %.1f", benchrig.Ms(p(w, 50)), benchrig.Ms(p(w, 99))) }
 	ratio := func(q int) string {
 		return fmt.Sprintf("%.2f / %.2f", float64(p(0, q))/float64(p(2, q)), float64(p(1, q))/float64(p(2, q)))
 	}
-	fmt.Fprintf(r.report, "| %s | %s | %s | %s | %s | %s | %s | %.2f | %s |\n", name, pp(0), pp(1), pp(2), pp(3), ratio(50), ratio(99), cpu*1000, rss(pid, "VmRSS"))
+	fmt.Fprintf(r.report, "| %s | %s | %s | %s | %s | %s | %s | %.2f | %s |\n", name, pp(0), pp(1), pp(2), pp(3), ratio(50), ratio(99), cpu*1000, benchrig.MiB(pid, "VmRSS"))
 	r.tb.Logf("%s: cpu query %d bytes, memory query %d bytes: %.300s", name, len(cpuQ), len(memQ), cpuQ)
 }
 
@@ -312,7 +288,7 @@ func (r *rig) raw(q string, want int) error {
 
 // items gets path and checks that it lists want pods, each with cpu and memory.
 func (r *rig) items(c *http.Client, base, path string, want int) error {
-	body, err := get(c, base, path)
+	body, err := benchrig.Get(c, base, path)
 	if err != nil {
 		return err
 	}
@@ -352,7 +328,7 @@ func (r *rig) waitItems(ctx context.Context, path string, n int) []string {
 	var last error
 	var names []string
 	err := wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(context.Context) (bool, error) {
-		body, err := get(r.direct, r.st.AdapterURL(), path)
+		body, err := benchrig.Get(r.direct, r.st.AdapterURL(), path)
 		if err != nil {
 			last = err
 			return false, nil
@@ -390,36 +366,9 @@ func (r *rig) restart(ctx context.Context, rules string) {
 
 // cpuSeconds is the user+system CPU time of a process (/proc/<pid>/stat, clock ticks of 1/100 s).
 func cpuSeconds(tb testing.TB, pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	v, err := benchrig.CPUSeconds(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100
+	return v
 }
-
-func rss(pid int, field string) string {
-	kb, err := localcluster.MemoryKiB(pid, field)
-	if err != nil {
-		return "?"
-	}
-	return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
-func percentile(d []time.Duration, p int) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[(len(s)*p+99)/100-1]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
