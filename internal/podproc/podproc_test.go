@@ -21,18 +21,7 @@ import (
 func TestNodeAppPerPod(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n, err := podnet.New(ctx)
-	if err != nil {
-		t.Fatalf("podnet: %v", err)
-	}
-	defer n.Close()
-	appDir, err := filepath.Abs("../../hack/nodeapp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := NpmCI(ctx, appDir); err != nil {
-		t.Fatal(err)
-	}
+	n, appDir := nodeAppNet(ctx, t)
 	ip := n.Addr(5).String()
 	kube := fake.NewClientset(&corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-1", UID: "u1", Labels: map[string]string{"app": "web"}},
@@ -92,18 +81,7 @@ func TestNodeAppPerPod(t *testing.T) {
 func TestReadyWhenListening(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n, err := podnet.New(ctx)
-	if err != nil {
-		t.Fatalf("podnet: %v", err)
-	}
-	defer n.Close()
-	appDir, err := filepath.Abs("../../hack/nodeapp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := NpmCI(ctx, appDir); err != nil {
-		t.Fatal(err)
-	}
+	n, appDir := nodeAppNet(ctx, t)
 	ip := n.Addr(6).String()
 	kube := fake.NewClientset(&corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-2", UID: "u2", Labels: map[string]string{"app": "web"},
@@ -135,4 +113,22 @@ func TestReadyWhenListening(t *testing.T) {
 		t.Fatalf("pod Ready, but its address does not answer: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// nodeAppNet makes a pod network for the test (closed at its end) and installs the node app's dependencies.
+func nodeAppNet(ctx context.Context, t *testing.T) (*podnet.Net, string) {
+	t.Helper()
+	n, err := podnet.New(ctx)
+	if err != nil {
+		t.Fatalf("podnet: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	appDir, err := filepath.Abs("../../hack/nodeapp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := NpmCI(ctx, appDir); err != nil {
+		t.Fatal(err)
+	}
+	return n, appDir
 }
