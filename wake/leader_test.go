@@ -3,12 +3,14 @@ package wake
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
@@ -39,6 +41,17 @@ func TestElectStopsActingAndCampaignsAgain(t *testing.T) {
 	kube.PrependReactor("*", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
 		if outage.Load() {
 			return true, nil, errors.New("dial tcp: i/o timeout")
+		}
+		return false, nil, nil
+	})
+	// Optimistic concurrency, as kube-apiserver has it and the fake tracker has not: an update carrying a
+	// stale resourceVersion is a conflict. Without it, wake-a's release of the term it lost (sent as the
+	// outage ends) could overwrite wake-b's renewal, which a real API server refuses with 409.
+	kube.PrependReactor("update", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		le := a.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease)
+		cur, err := kube.Tracker().Get(coordinationv1.SchemeGroupVersion.WithResource("leases"), le.Namespace, le.Name)
+		if err == nil && le.ResourceVersion != cur.(*coordinationv1.Lease).ResourceVersion {
+			return true, nil, apierrors.NewConflict(coordinationv1.Resource("leases"), le.Name, errors.New("the object has been modified"))
 		}
 		return false, nil, nil
 	})
@@ -84,6 +97,8 @@ func TestElectStopsActingAndCampaignsAgain(t *testing.T) {
 		le := lease.(*coordinationv1.Lease).DeepCopy()
 		now := metav1.NowMicro()
 		le.Spec.HolderIdentity, le.Spec.RenewTime = ptr.To("wake-b"), &now
+		rv, _ := strconv.Atoi(le.ResourceVersion)
+		le.ResourceVersion = strconv.Itoa(rv + 1)
 		if err := kube.Tracker().Update(coordinationv1.SchemeGroupVersion.WithResource("leases"), le, "custom-metrics"); err != nil {
 			t.Fatal(err)
 		}
