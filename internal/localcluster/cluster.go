@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -450,3 +452,22 @@ func (c *Cluster) PIDs() map[string]int {
 
 // Timings returns how long the start-up phases took.
 func (c *Cluster) Timings() Timings { return c.timings }
+
+// Minor returns kube-apiserver's minor version (37 for v1.37.2), from its /version.
+func (c *Cluster) Minor() (int, error) {
+	cfg := c.AdminConfig()
+	cfg.Timeout = 10 * time.Second
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return 0, fmt.Errorf("client: %w", err)
+	}
+	v, err := client.Discovery().ServerVersion()
+	if err != nil {
+		return 0, fmt.Errorf("GET /version: %w", err)
+	}
+	m, err := strconv.Atoi(strings.TrimRight(v.Minor, "+"))
+	if err != nil {
+		return 0, fmt.Errorf("minor version %q: %w", v.Minor, err)
+	}
+	return m, nil
+}

@@ -7,12 +7,14 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -108,7 +110,14 @@ func TestLocalCluster(t *testing.T) {
 	}
 	t.Logf("rss total %.1f MiB", float64(total)/1024)
 
-	// 1.37: HPAScaleToZero is beta and on by default, so minReplicas 0 with an External metric is accepted.
+	// HPAScaleToZero (minReplicas 0, Object/External metrics only) is beta and on by default from 1.37;
+	// before, it is alpha and off, and kube-apiserver refuses minReplicas 0. Either way the HPA with
+	// minReplicas 1 below must exist for the restart check.
+	minor, err := c.Minor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kube-apiserver v1.%d", minor)
 	minReplicas := int32(0)
 	hpa := &autoscalingv2.HorizontalPodAutoscaler{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
@@ -126,11 +135,22 @@ func TestLocalCluster(t *testing.T) {
 		},
 	}
 	got, err := client.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(ctx, hpa, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create HPA with minReplicas 0 (HPAScaleToZero beta in 1.37): %v", err)
-	}
-	if got.Spec.MinReplicas == nil || *got.Spec.MinReplicas != 0 {
+	switch {
+	case minor >= 37 && err != nil:
+		t.Fatalf("create HPA with minReplicas 0 (HPAScaleToZero beta, on by default in 1.%d): %v", minor, err)
+	case minor >= 37 && (got.Spec.MinReplicas == nil || *got.Spec.MinReplicas != 0):
 		t.Fatalf("HPA minReplicas = %v, want 0", got.Spec.MinReplicas)
+	case minor < 37 && err == nil:
+		t.Fatalf("1.%d accepted an HPA with minReplicas 0; HPAScaleToZero is alpha and off before 1.37", minor)
+	case minor < 37:
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "minReplicas") {
+			t.Fatalf("1.%d: minReplicas 0 refused, but not as an invalid minReplicas: %v", minor, err)
+		}
+		t.Logf("1.%d refuses minReplicas 0 (HPAScaleToZero off): %v", minor, err)
+		minReplicas = 1
+		if _, err := client.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create HPA with minReplicas 1: %v", err)
+		}
 	}
 
 	// Restart kube-apiserver: a new process on the same port, the objects kept in etcd.
