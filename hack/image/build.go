@@ -36,6 +36,7 @@ const versionPkg = "github.com/promql-adapter/promql-adapter/version"
 type Build struct {
 	Out, Version, Commit, Source, Repo string
 	Created                            time.Time
+	Platforms                          []v1.Platform // the index's platforms; empty means all of Platforms
 }
 
 // Labels are the OCI annotations on every image config and on the index.
@@ -61,7 +62,11 @@ func (b Build) Run() ([]string, error) {
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	idx = mutate.Annotations(idx, b.Labels()).(v1.ImageIndex)
 	var report []string
-	for _, p := range Platforms {
+	platforms := b.Platforms
+	if len(platforms) == 0 {
+		platforms = Platforms
+	}
+	for _, p := range platforms {
 		dir := filepath.Join(work, p.Architecture)
 		for _, name := range Binaries {
 			if err := b.compile(p, name, filepath.Join(dir, name)); err != nil {

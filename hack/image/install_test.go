@@ -1,0 +1,14 @@
+//go:build install
+
+package main
+
+import (
+	"testing"
+)
+
+// TestImage is make image-test: the whole index (linux/amd64 and linux/arm64) built twice from this
+// tree, checked as TestImageHost checks the host's. Not in make test: cross-compiling the arm64
+// binaries cold takes tens of minutes on two cores.
+func TestImage(t *testing.T) {
+	checkImage(t, Platforms)
+}
