@@ -1,10 +1,14 @@
 package localcluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"time"
 )
 
 // BinDirEnv names the environment variable that points at the control-plane binaries.
@@ -48,4 +52,29 @@ func checkBinDir(dir string) error {
 		return fmt.Errorf("localcluster: control-plane binaries missing in %s; run `make cluster-bins`: %w", dir, errors.Join(errs...))
 	}
 	return nil
+}
+
+// BinaryMinor returns the minor version of the kube-apiserver in binDir (36 for "Kubernetes v1.36.3").
+func BinaryMinor(ctx context.Context, binDir string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(binDir, ComponentAPIServer), "--version").Output()
+	if err != nil {
+		return 0, fmt.Errorf("kube-apiserver --version: %w", err)
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "Kubernetes v%d.%d", &major, &minor); err != nil {
+		return 0, fmt.Errorf("kube-apiserver --version printed %q: %w", out, err)
+	}
+	return minor, nil
+}
+
+// ScaleToZeroGateArgs returns the flag that turns on HPAScaleToZero (an HPA with minReplicas 0 on
+// Object/External metrics) for kube-apiserver and kube-controller-manager of minor version minor:
+// none from 1.37, where the gate is beta and on by default; before, it is alpha and off.
+func ScaleToZeroGateArgs(minor int) []string {
+	if minor >= 37 {
+		return nil
+	}
+	return []string{"--feature-gates=HPAScaleToZero=true"}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,6 +128,17 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	copts.BinDir, copts.WorkDir = opts.BinDir, filepath.Join(opts.WorkDir, "cluster")
 	if copts.Logf == nil {
 		copts.Logf = opts.Logf
+	}
+	// The tests use HPAs with minReplicas 0 (scale to zero by the HPA itself): before 1.37 that
+	// needs the alpha gate HPAScaleToZero, which a cluster admin turns on.
+	minor, err := localcluster.BinaryMinor(ctx, opts.BinDir)
+	if err != nil {
+		return nil, err
+	}
+	if gate := localcluster.ScaleToZeroGateArgs(minor); gate != nil {
+		opts.Logf("Kubernetes 1.%d: turning on the alpha gate %s (on by default from 1.37)", minor, gate[0])
+		copts.APIServerExtraArgs = append(slices.Clone(copts.APIServerExtraArgs), gate...)
+		copts.ControllerManagerExtraArgs = append(slices.Clone(copts.ControllerManagerExtraArgs), gate...)
 	}
 	if s.Cluster, err = localcluster.Start(ctx, copts); err != nil {
 		return nil, fmt.Errorf("local control plane: %w", err)

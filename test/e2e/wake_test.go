@@ -189,7 +189,7 @@ func TestE2EScaleToZeroAndWake(t *testing.T) {
 }
 
 // TestE2ELeavesSelfScalingHPAAlone: an opted-in HPA with minReplicas 0 (HPAScaleToZero, beta and
-// on in 1.37) goes to zero by itself. promql-wake does not put it to sleep when its idle-after
+// on in 1.37; before 1.37 alpha, and the stack turns it on as a cluster admin would) goes to zero by itself. promql-wake does not put it to sleep when its idle-after
 // passes while the HPA still holds replicas, never marks it asleep, and wakes it when the queue grows.
 func TestE2ELeavesSelfScalingHPAAlone(t *testing.T) {
 	ctx := context.Background()
