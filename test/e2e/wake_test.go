@@ -119,10 +119,7 @@ func TestE2EScaleToZeroAndWake(t *testing.T) {
 	if got := replicas(t, "office"); got < 1 {
 		t.Errorf("office has %d replicas inside its keep-awake window", got)
 	}
-	events := eventReasons(t, "sleepy")
-	if !strings.Contains(events, "ScaledToZero") {
-		t.Errorf("no ScaledToZero event on the HPA: %s", events)
-	}
+	waitEvent(t, "sleepy", "ScaledToZero")
 
 	// The queue grows: woken to 1 at once, then the HPA takes over: 70 messages / 20 → 4.
 	if err := st.Sim.SetQueue(ns, "sleepy", 70); err != nil {
@@ -130,9 +127,7 @@ func TestE2EScaleToZeroAndWake(t *testing.T) {
 	}
 	waitSpecReplicas(t, "sleepy", 1, 20*time.Second)
 	waitSpecReplicas(t, "sleepy", 4, 60*time.Second)
-	if events := eventReasons(t, "sleepy"); !strings.Contains(events, "Woken") {
-		t.Errorf("no Woken event: %s", events)
-	}
+	waitEvent(t, "sleepy", "Woken")
 
 	// A push through the standby is refused with the leader's name; through the leader it wakes "pushy".
 	payload, err := os.ReadFile("../../testdata/alertmanager/e2e-pushy.json")
@@ -285,6 +280,16 @@ func eventReasons(t *testing.T, hpaName string) string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, "; ")
+}
+
+// waitEvent waits up to 10 s for an event on the HPA whose "reason: message" contains want: events
+// are recorded asynchronously, after the action they report.
+func waitEvent(t *testing.T, hpaName, want string) {
+	t.Helper()
+	eventually(t, 10*time.Second, fmt.Sprintf("an event %q on HPA %s", want, hpaName), func() (bool, string) {
+		ev := eventReasons(t, hpaName)
+		return strings.Contains(ev, want), ev
+	})
 }
 
 func post(t *testing.T, w *stack.Wake, path, body string) (int, http.Header, string) {
