@@ -15,7 +15,7 @@ COMMIT_TIME ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 LDFLAGS     := -X github.com/promql-adapter/promql-adapter/version.Version=$(VERSION) -X github.com/promql-adapter/promql-adapter/version.Commit=$(COMMIT)
 IMAGE_DIR   := bin/image
 
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator bench-scale bench-resource soak demo clean helm image chart-test image-test deploy-render
+.PHONY: all build test deps cluster-bins lint unit fuzz e2e e2e-versions bench bench-wake bench-activator bench-scale bench-resource soak demo clean helm image chart-test image-test deploy-render
 
 all: build
 
@@ -71,9 +71,18 @@ fuzz:
 	bash hack/fuzz.sh ./adapter/ FuzzDecode $(FUZZTIME)
 	bash hack/fuzz.sh ./adapter/ FuzzProvider $(FUZZTIME)
 
+E2E_LOG ?= $(CACHE)/test-logs/e2e.log
 e2e: cluster-bins helm
-	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_HELM=$(HELM) GOTEST_LOG=$(CACHE)/test-logs/e2e.log \
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_HELM=$(HELM) GOTEST_LOG=$(E2E_LOG) \
 		bash hack/gotest.sh -tags e2e -count=1 -timeout 30m $(E2E_PKGS)
+
+## e2e-versions: make e2e against each supported Kubernetes minor (K8S_VERSIONS), each control plane built once
+## into $(CACHE)/cluster/k8s-<version>/; every version runs even if one fails, and the summary names the failed ones.
+K8S_VERSIONS ?= v1.35.4 v1.36.3 v1.37.2
+e2e-versions:
+	@failed=; for v in $(K8S_VERSIONS); do echo "== make e2e K8S_VERSION=$$v"; \
+		$(MAKE) e2e K8S_VERSION=$$v E2E_LOG=$(CACHE)/test-logs/e2e-$$v.log || failed="$$failed $$v"; done; \
+		if [ -n "$$failed" ]; then echo "e2e failed on:$$failed"; exit 1; fi; echo "e2e passed on $(K8S_VERSIONS)"
 
 ## bench: the adapter's own cost per request (Go benchmarks, no Prometheus), then its latency next to
 ## the same PromQL sent straight to a real Prometheus.
