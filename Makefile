@@ -9,18 +9,23 @@ FUZZTIME    ?= 20s
 export GOFLAGS := -buildvcs=false
 HELM_VERSION := v4.3.2
 HELM        := $(CACHE)/helm/$(HELM_VERSION)/helm
+KEDA_BIN    := $(CACHE)/keda/v2.21.0
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 COMMIT_TIME ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 LDFLAGS     := -X github.com/promql-adapter/promql-adapter/version.Version=$(VERSION) -X github.com/promql-adapter/promql-adapter/version.Commit=$(COMMIT)
 IMAGE_DIR   := bin/image
 
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator bench-scale bench-resource soak demo clean helm image chart-test image-test deploy-render
+.PHONY: all build test deps cluster-bins lint unit fuzz e2e bench bench-wake bench-activator bench-scale bench-resource soak demo clean helm keda image chart-test image-test deploy-render
 
 all: build
 
 build:
 	go build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/promql-adapter ./cmd/promql-wake ./cmd/promql-activator
+
+## keda: KEDA's operator and metrics server built from its Go module into $(CACHE)/keda, once (cold: long).
+keda:
+	bash hack/keda/build.sh $(CACHE)/keda
 
 ## image: the OCI image index (linux/amd64, linux/arm64) as an OCI layout and archive in $(IMAGE_DIR), built in Go; no Docker.
 image:
@@ -71,8 +76,8 @@ fuzz:
 	bash hack/fuzz.sh ./adapter/ FuzzDecode $(FUZZTIME)
 	bash hack/fuzz.sh ./adapter/ FuzzProvider $(FUZZTIME)
 
-e2e: cluster-bins helm
-	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_HELM=$(HELM) GOTEST_LOG=$(CACHE)/test-logs/e2e.log \
+e2e: cluster-bins helm keda
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_HELM=$(HELM) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) GOTEST_LOG=$(CACHE)/test-logs/e2e.log \
 		bash hack/gotest.sh -tags e2e -count=1 -timeout 30m $(E2E_PKGS)
 
 ## bench: the adapter's own cost per request (Go benchmarks, no Prometheus), then its latency next to
