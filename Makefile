@@ -86,9 +86,12 @@ bench: deps
 	go test ./naming/ ./adapter/ -run '^$$' -bench . -benchmem -count 1
 	go test ./test/integration/ -run '^$$' -bench . -benchtime 1x -count 1
 
-## bench-wake: wake latency, push and signal, p50/p99 over 100 wakes each (about 6 minutes).
-bench-wake: deps cluster-bins
-	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/e2e/ -run '^$$' -bench WakeLatency -benchtime 1x -count 1 -timeout 30m
+## bench-wake: wake latency, push and signal, p50/p99 over 100 wakes each (about 6 minutes); the wake race against
+## a real KEDA (pollingInterval 30 s and 1 s) and promql-wake, 30 trials (PROMQL_ADAPTER_WAKE_RACE_N) and idle → zero
+## on the defaults (about 25 minutes); KEDA's metric through promql-adapter vs straight from KEDA, 200 GETs each.
+bench-wake: deps cluster-bins keda
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) go test -tags e2e ./test/e2e/ -run '^$$' \
+		-bench 'WakeLatency|WakeRace|KedaForwardLatency' -benchtime 1x -count 1 -timeout 90m
 
 ## bench-activator: on the local control plane with the Node.js pod on its podnet address: cold start (arrival →
 ## first byte) over 100 cold starts at readiness delay 0 and 1 s, split into the activator's own part and the

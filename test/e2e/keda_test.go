@@ -37,6 +37,7 @@ var kedaTargets = []loadsim.Target{
 	queueTarget("kso-fwd"), queueTarget("kours-fwd"),
 	queueTarget("kso-nofwd"), queueTarget("kours-nofwd"),
 	queueTarget("kso-down"), queueTarget("kours-down"),
+	queueTarget("kso-lat"), queueTarget("race-s"), queueTarget("race-b"),
 }
 
 var (
@@ -104,7 +105,7 @@ func forwardArgs(k *kedarun.KEDA) []string {
 
 // restartAdapter restarts the stack's adapter with args and waits until kube-apiserver serves it again;
 // the test's end restarts it with none.
-func restartAdapter(t *testing.T, args []string) {
+func restartAdapter(t testing.TB, args []string) {
 	t.Helper()
 	ctx := context.Background()
 	restart := func(args []string) error {
@@ -129,7 +130,7 @@ func restartAdapter(t *testing.T, args []string) {
 
 // grantForwarding gives promql-adapter's ServiceAccount the README's promql-adapter-forwarder role: read
 // external metrics, so that KEDA's metrics server (its delegated authorization) lets our forwards in.
-func grantForwarding(t *testing.T) {
+func grantForwarding(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	cr := &rbacv1.ClusterRole{
@@ -151,7 +152,7 @@ func grantForwarding(t *testing.T) {
 
 // scaledObject is a KEDA ScaledObject on a Prometheus trigger: the queue's length on the stack's Prometheus,
 // 20 messages per replica.
-func scaledObject(name string, minReplicas, pollingInterval int64) *unstructured.Unstructured {
+func scaledObject(name, queue string, minReplicas, pollingInterval int64) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "keda.sh/v1alpha1",
 		"kind":       "ScaledObject",
@@ -165,7 +166,7 @@ func scaledObject(name string, minReplicas, pollingInterval int64) *unstructured
 				"type": "prometheus",
 				"metadata": map[string]any{
 					"serverAddress": st.Prom.URL(),
-					"query":         fmt.Sprintf(`sum(queue_messages_ready{namespace=%q,queue=%q})`, ns, name),
+					"query":         fmt.Sprintf(`sum(queue_messages_ready{namespace=%q,queue=%q})`, ns, queue),
 					"threshold":     "20",
 				},
 			}},
@@ -195,7 +196,7 @@ func kedaPair(t *testing.T, suffix string) (kso, kours string) {
 			t.Fatal(err)
 		}
 	}
-	createScaledObject(t, scaledObject(kso, 1, 5))
+	createScaledObject(t, scaledObject(kso, kso, 1, 5))
 	h := hpa(kours, autoscalingv2.MetricSpec{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{
 		Metric: autoscalingv2.MetricIdentifier{Name: "queue_messages_ready", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"queue": kours}}},
 		Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: resource.NewQuantity(20, resource.DecimalSI)},
@@ -218,7 +219,7 @@ func kedaMetricPath(so string) string {
 
 // adapterMetric sums the samples of a metric on the adapter's own /metrics whose labels contain every
 // "k=v" of labels.
-func adapterMetric(t *testing.T, name string, labels ...string) float64 {
+func adapterMetric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
 	tlsCfg, err := rest.TLSConfigFor(st.Cluster.AdminConfig())
 	if err != nil {
