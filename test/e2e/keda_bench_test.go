@@ -84,9 +84,17 @@ func wakeRace(t testing.TB, sfx string, o raceOptions) {
 	restartAdapter(t, forwardArgs(k)) // KEDA's HPAs (above one replica) read through us
 	queue := "race-" + sfx
 	arms := raceArms(sfx)
-	var names []string
+	var names, scaledObjects, hpas []string
 	for _, a := range arms {
 		names = append(names, a.deployment)
+		if a.keda {
+			scaledObjects = append(scaledObjects, a.deployment)
+		} else {
+			hpas = append(hpas, a.deployment)
+		}
+	}
+	removeAtEnd(t, scaledObjects, hpas, names)
+	for _, a := range arms {
 		if err := st.CreateWorkload(ctx, queueTarget(a.deployment), 0); err != nil {
 			t.Fatal(err)
 		}
@@ -225,6 +233,7 @@ func BenchmarkKedaForwardLatency(b *testing.B) {
 	grantForwarding(b)
 	restartAdapter(b, forwardArgs(k))
 	so := "kso-lat"
+	removeAtEnd(b, []string{so}, nil, []string{so})
 	if err := st.CreateWorkload(ctx, queueTarget(so), 1); err != nil {
 		b.Fatal(err)
 	}

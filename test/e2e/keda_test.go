@@ -185,12 +185,41 @@ func createScaledObject(t testing.TB, so *unstructured.Unstructured) {
 	}
 }
 
+// removeAtEnd deletes, when the test ends, the ScaledObjects (KEDA's operator then deletes their HPAs), HPAs and
+// Deployments of the given names, so that nothing of a KEDA test keeps acting in the suite's later tests.
+func removeAtEnd(t testing.TB, scaledObjects, hpas, deployments []string) {
+	t.Cleanup(func() {
+		ctx := context.Background()
+		dyn, err := dynamic.NewForConfig(st.Cluster.AdminConfig())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, n := range scaledObjects {
+			if err := dyn.Resource(scaledObjectGVR).Namespace(ns).Delete(ctx, n, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("delete ScaledObject %s: %v", n, err)
+			}
+		}
+		for _, n := range hpas {
+			if err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Delete(ctx, n, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("delete HPA %s: %v", n, err)
+			}
+		}
+		for _, n := range deployments {
+			if err := st.Kube.AppsV1().Deployments(ns).Delete(ctx, n, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("delete Deployment %s: %v", n, err)
+			}
+		}
+	})
+}
+
 // kedaPair creates the KEDA-scaled Deployment with its ScaledObject (min 1 replica, so that KEDA's HPA does
 // the scaling) and ours with an HPA on promql-adapter's queue_messages_ready.
 func kedaPair(t *testing.T, suffix string) (kso, kours string) {
 	t.Helper()
 	ctx := context.Background()
 	kso, kours = "kso-"+suffix, "kours-"+suffix
+	removeAtEnd(t, []string{kso}, []string{kours}, []string{kso, kours})
 	for _, n := range []string{kso, kours} {
 		if err := st.CreateWorkload(ctx, queueTarget(n), 1); err != nil {
 			t.Fatal(err)
