@@ -9,18 +9,23 @@ FUZZTIME    ?= 20s
 export GOFLAGS := -buildvcs=false
 HELM_VERSION := v4.3.2
 HELM        := $(CACHE)/helm/$(HELM_VERSION)/helm
+KEDA_BIN    := $(CACHE)/keda/v2.21.0
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 COMMIT_TIME ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 LDFLAGS     := -X github.com/promql-adapter/promql-adapter/version.Version=$(VERSION) -X github.com/promql-adapter/promql-adapter/version.Commit=$(COMMIT)
 IMAGE_DIR   := bin/image
 
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e e2e-versions bench bench-wake bench-activator bench-scale bench-resource soak demo clean helm image chart-test image-test deploy-render
+.PHONY: all build test deps cluster-bins lint unit fuzz e2e e2e-versions bench bench-wake bench-activator bench-scale bench-resource soak demo clean helm keda image chart-test image-test deploy-render
 
 all: build
 
 build:
 	go build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/promql-adapter ./cmd/promql-wake ./cmd/promql-activator
+
+## keda: KEDA's operator and metrics server built from its Go module into $(CACHE)/keda, once (cold: long).
+keda:
+	bash hack/keda/build.sh $(CACHE)/keda
 
 ## image: the OCI image index (linux/amd64, linux/arm64) as an OCI layout and archive in $(IMAGE_DIR), built in Go; no Docker.
 image:
@@ -72,8 +77,8 @@ fuzz:
 	bash hack/fuzz.sh ./adapter/ FuzzProvider $(FUZZTIME)
 
 E2E_LOG ?= $(CACHE)/test-logs/e2e.log
-e2e: cluster-bins helm
-	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_HELM=$(HELM) GOTEST_LOG=$(E2E_LOG) \
+e2e: cluster-bins helm keda
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_HELM=$(HELM) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) GOTEST_LOG=$(E2E_LOG) \
 		bash hack/gotest.sh -tags e2e -count=1 -timeout 30m $(E2E_PKGS)
 
 ## e2e-versions: make e2e against each supported Kubernetes minor (K8S_VERSIONS), each control plane built once
@@ -90,9 +95,12 @@ bench: deps
 	go test ./naming/ ./adapter/ -run '^$$' -bench . -benchmem -count 1
 	go test ./test/integration/ -run '^$$' -bench . -benchtime 1x -count 1
 
-## bench-wake: wake latency, push and signal, p50/p99 over 100 wakes each (about 6 minutes).
-bench-wake: deps cluster-bins
-	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) go test -tags e2e ./test/e2e/ -run '^$$' -bench WakeLatency -benchtime 1x -count 1 -timeout 30m
+## bench-wake: wake latency, push and signal, p50/p99 over 100 wakes each (about 6 minutes); the wake race against
+## a real KEDA (pollingInterval 30 s and 1 s) and promql-wake, 30 trials (PROMQL_ADAPTER_WAKE_RACE_N) and idle → zero
+## on the defaults (about 25 minutes); KEDA's metric through promql-adapter vs straight from KEDA, 200 GETs each.
+bench-wake: deps cluster-bins keda
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) go test -tags e2e ./test/e2e/ -run '^$$' \
+		-bench 'WakeLatency|WakeRace|KedaForwardLatency' -benchtime 1x -count 1 -timeout 90m
 
 ## bench-activator: on the local control plane with the Node.js pod on its podnet address: cold start (arrival →
 ## first byte) over 100 cold starts at readiness delay 0 and 1 s, split into the activator's own part and the

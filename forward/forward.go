@@ -227,7 +227,8 @@ func (f *Forwarder) oursServe(t target) bool {
 }
 
 // Wrap routes metric requests around inner, the API handler: a metric promql-adapter serves goes
-// to inner; one it does not serve goes to the first upstream that lists it. Install it inside the
+// to inner; one it does not serve goes to the first upstream that lists it, else to the first
+// catch-all upstream. Install it inside the
 // generic API server's handler chain (DefaultBuildHandlerChain's apiHandler), so that only callers
 // our authentication and authorization let through are forwarded.
 func (f *Forwarder) Wrap(inner http.Handler) http.Handler {
@@ -251,8 +252,15 @@ func (f *Forwarder) Wrap(inner http.Handler) http.Handler {
 			}
 		}
 		if !f.oursServe(t) {
-			// Nobody lists it. An upstream whose list was never read may serve it: say so
-			// rather than answer a 404 that an HPA would take as final.
+			// Nobody lists it: a catch-all upstream (KEDA, which lists no metric names) answers it.
+			for _, u := range f.upstreams[t.api] {
+				if u.spec.CatchAll {
+					f.forward(w, r, t, u)
+					return
+				}
+			}
+			// An upstream whose list was never read may serve it: say so rather than answer a
+			// 404 that an HPA would take as final.
 			var unknown []string
 			for _, u := range f.upstreams[t.api] {
 				if l := u.list.Load(); !l.listed {
@@ -342,9 +350,9 @@ func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, ms
 	})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
+	// No Retry-After: client-go (the HPA controller's metrics client, kubectl) retries a 5xx that has one up to
+	// 10 times, so a dead upstream held each HPA sync ~10 s (seen against a real KEDA: TestE2EKedaDown's first
+	// 503 took 10.1 s through kube-apiserver). The HPA asks again at its next sync anyway.
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
 }

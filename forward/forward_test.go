@@ -248,8 +248,8 @@ func TestUpstreamDownOrSlow(t *testing.T) {
 		case rec := <-done:
 			var st metav1.Status
 			_ = json.Unmarshal(rec.Body.Bytes(), &st)
-			if rec.Code != 503 || st.Code != 503 || !strings.Contains(st.Message, "upstream "+c.upstream) || !strings.Contains(st.Message, c.why) || rec.Header().Get("Retry-After") == "" {
-				t.Errorf("%s: want 503 naming upstream %s (%s), got %d %s", c.metric, c.upstream, c.why, rec.Code, rec.Body.String())
+			if rec.Code != 503 || st.Code != 503 || !strings.Contains(st.Message, "upstream "+c.upstream) || !strings.Contains(st.Message, c.why) || rec.Header().Get("Retry-After") != "" {
+				t.Errorf("%s: want 503 naming upstream %s (%s) without Retry-After (client-go would retry it 10 times), got %d %v %s", c.metric, c.upstream, c.why, rec.Code, rec.Header(), rec.Body.String())
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatalf("%s: no answer: the forwarding timeout did not bound the request", c.metric)
@@ -293,6 +293,57 @@ func TestNotListedYet(t *testing.T) {
 	}
 	if rec := get(h, "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/nobody", nil); rec.Code != 299 {
 		t.Errorf("unknown after the first list: %d", rec.Code)
+	}
+}
+
+// TestCatchAll: KEDA's metrics server lists only the placeholder "externalmetrics", never its ScaledObjects'
+// metric names (s0-prometheus, ...). A catch-all upstream gets every metric nobody lists (before this,
+// such a request got our 404: the e2e TestE2EKedaForward against a real KEDA failed on it); ours and those
+// an upstream lists keep their answer; a catch-all upstream that is down gets the 503 naming it.
+func TestCatchAll(t *testing.T) {
+	lister := newFakeUpstream(t, []string{"listed_ext"}, nil)
+	keda := newFakeUpstream(t, []string{"externalmetrics"}, nil)
+	keda.answer = func(*http.Request) (int, string) { return 200, "keda" }
+	lister.answer = func(*http.Request) (int, string) { return 200, "lister" }
+	f, err := New(ours{}, []Spec{
+		spec(t, External, keda.URL+",name=keda,insecure-skip-tls-verify,auth=none,catch-all"),
+		spec(t, External, lister.URL+",name=lister,insecure-skip-tls-verify,auth=none"),
+	}, nil, 2*time.Second, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.RefreshAll(context.Background())
+	h := f.Wrap(inner)
+	p := "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/"
+	for metric, want := range map[string]string{
+		"s0-prometheus": "keda",   // nobody lists it
+		"ours_ext":      "ours",   // ours first
+		"listed_ext":    "lister", // an upstream that lists it wins over the catch-all
+	} {
+		rec := get(h, p+metric+"?labelSelector=scaledobject.keda.sh%2Fname%3Dweb", nil)
+		if !strings.HasPrefix(rec.Body.String(), want) {
+			t.Errorf("%s: answered %d %q, want %s's answer", metric, rec.Code, rec.Body.String(), want)
+		}
+	}
+	if r := keda.last(); r == nil || r.URL.RequestURI() != p+"s0-prometheus?labelSelector=scaledobject.keda.sh%2Fname%3Dweb" {
+		t.Errorf("keda asked %v", r)
+	}
+	// Without catch-all the same request is ours (our 404 in the real server).
+	g, err := New(ours{}, []Spec{spec(t, External, keda.URL+",name=keda,insecure-skip-tls-verify,auth=none")}, nil, 2*time.Second, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.RefreshAll(context.Background())
+	if rec := get(g.Wrap(inner), p+"s0-prometheus", nil); rec.Code != 299 {
+		t.Errorf("without catch-all: %d %s, want ours", rec.Code, rec.Body.String())
+	}
+	keda.Close()
+	rec := get(h, p+"s0-prometheus", nil)
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "upstream keda") || !strings.Contains(rec.Body.String(), "s0-prometheus") {
+		t.Errorf("catch-all upstream down: %d %s, want a 503 naming upstream keda", rec.Code, rec.Body.String())
+	}
+	if rec := get(h, p+"ours_ext", nil); rec.Code != 299 {
+		t.Errorf("ours while keda is down: %d", rec.Code)
 	}
 }
 
@@ -421,6 +472,9 @@ func TestParseSpec(t *testing.T) {
 		{in: "https://x, cluster-ca, identity=impersonate", want: Spec{API: External, Name: "x", URL: "https://x", ClusterCA: true, Auth: AuthServiceAccount, Impersonate: true}},
 		{in: "https://x,cert-file=/c,key-file=/k", want: Spec{API: External, Name: "x", URL: "https://x", Auth: AuthCert, CertFile: "/c", KeyFile: "/k"}},
 		{in: "https://x,token-file=/t,insecure-skip-tls-verify=true", want: Spec{API: External, Name: "x", URL: "https://x", Auth: AuthToken, TokenFile: "/t", Insecure: true}},
+		{in: "https://keda:443,name=keda,catch-all", want: Spec{API: External, Name: "keda", URL: "https://keda:443", Auth: AuthServiceAccount, CatchAll: true}},
+		{in: "https://keda:443,catch-all=false", want: Spec{API: External, Name: "keda:443", URL: "https://keda:443", Auth: AuthServiceAccount}},
+		{in: "https://x,catch-all=sometimes", err: "catch-all: want true or false"},
 		{in: "keda.keda.svc", err: "the first field must be the upstream's URL"},
 		{in: "https://x?a=b", err: "no query"},
 		{in: "https://x,colour=red", err: `unknown key "colour"`},

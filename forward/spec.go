@@ -43,10 +43,14 @@ type Spec struct {
 	// Impersonate sends the caller's identity as Impersonate-User/-Group/-Extra headers; the upstream
 	// acts as the caller only if it honours impersonation and we may impersonate (RBAC verb impersonate).
 	Impersonate bool
+	// CatchAll forwards every metric of its API that neither promql-adapter nor an upstream before it lists,
+	// listed by this upstream or not: KEDA's metrics server lists only a placeholder ("externalmetrics"),
+	// never its ScaledObjects' metric names.
+	CatchAll bool
 }
 
 // ParseSpec reads "URL[,key=value...]" for api. Keys: name, ca-file, cluster-ca, server-name,
-// insecure-skip-tls-verify, auth (serviceaccount, cert, token, none), cert-file, key-file,
+// insecure-skip-tls-verify, catch-all, auth (serviceaccount, cert, token, none), cert-file, key-file,
 // token-file, identity (ours, impersonate).
 func ParseSpec(api, s string) (Spec, error) {
 	flag := "--forward-external"
@@ -79,7 +83,7 @@ func ParseSpec(api, s string) (Spec, error) {
 			}
 			return b, nil
 		}
-		if k != "cluster-ca" && k != "insecure-skip-tls-verify" && (!hasValue || v == "") {
+		if k != "cluster-ca" && k != "insecure-skip-tls-verify" && k != "catch-all" && (!hasValue || v == "") {
 			return sp, bad("want key=value")
 		}
 		switch k {
@@ -95,6 +99,10 @@ func ParseSpec(api, s string) (Spec, error) {
 			sp.ServerName = v
 		case "insecure-skip-tls-verify":
 			if sp.Insecure, err = boolean(); err != nil {
+				return sp, err
+			}
+		case "catch-all":
+			if sp.CatchAll, err = boolean(); err != nil {
 				return sp, err
 			}
 		case "auth":
@@ -118,7 +126,7 @@ func ParseSpec(api, s string) (Spec, error) {
 				return sp, bad("want ours or impersonate")
 			}
 		default:
-			return sp, fmt.Errorf("%s %q: unknown key %q (want name, ca-file, cluster-ca, server-name, insecure-skip-tls-verify, auth, cert-file, key-file, token-file, identity)", flag, s, k)
+			return sp, fmt.Errorf("%s %q: unknown key %q (want name, ca-file, cluster-ca, server-name, insecure-skip-tls-verify, catch-all, auth, cert-file, key-file, token-file, identity)", flag, s, k)
 		}
 	}
 	sp.Impersonate = identity == "impersonate"

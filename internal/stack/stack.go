@@ -285,6 +285,14 @@ func (s *Stack) StartAdapter(ctx context.Context) error {
 	return nil
 }
 
+// SetAdapterArgs replaces the flags appended to the adapter's (Options.AdapterArgs) for its next
+// StartAdapter, e.g. to restart it with forwarding on.
+func (s *Stack) SetAdapterArgs(args []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.AdapterArgs = append([]string(nil), args...)
+}
+
 // StopAdapter kills the adapter process (SIGKILL: a crash, not a graceful stop) and waits for it.
 func (s *Stack) StopAdapter() error {
 	s.mu.Lock()

@@ -73,7 +73,7 @@ func run(m *testing.M) int {
 		RepoRoot:        root,
 		BinDir:          binDir,
 		RulesFile:       filepath.Join(root, "testdata/rules/e2e.yaml"),
-		Targets:         []loadsim.Target{web, api, worker, sleepy, pushy, office, alerty, queueTarget("quiet"), legacy, benchPush, benchSignal, selfzero, hot, haIdle, haPush},
+		Targets:         append([]loadsim.Target{web, api, worker, sleepy, pushy, office, alerty, queueTarget("quiet"), legacy, benchPush, benchSignal, selfzero, hot, haIdle, haPush}, kedaTargets...),
 		Cluster:         localcluster.Options{HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second, PodCIDR: pnet.CIDR.String()},
 		ResourceMetrics: true,
 		Logf:            func(f string, a ...any) { fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...) },
@@ -93,6 +93,12 @@ func run(m *testing.M) int {
 	code := m.Run()
 	logPeakRSS()
 	addrs := st.Addrs()
+	kedaAddrs, err := stopKEDA()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e stop KEDA:", err)
+		code = 1
+	}
+	addrs = append(addrs, kedaAddrs...)
 	if err := st.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e stop:", err)
 		code = 1
