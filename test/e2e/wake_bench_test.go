@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/util/retry"
 	emv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
 	"k8s.io/utils/ptr"
 
@@ -56,7 +55,7 @@ func BenchmarkWakeLatency(b *testing.B) {
 		// Push: POST /wake → the handler returns once /scale is updated.
 		var push []time.Duration
 		for range n {
-			setReplicasB(b, "benchpush", 0)
+			setReplicasTB(b, "benchpush", 0)
 			req, _ := http.NewRequest(http.MethodPost, w.URL+"/wake/demo/deployment/benchpush", nil)
 			req.Header.Set("Authorization", "Bearer "+w.Token)
 			start := time.Now()
@@ -70,7 +69,7 @@ func BenchmarkWakeLatency(b *testing.B) {
 			}
 			resp.Body.Close()
 			push = append(push, time.Since(start))
-			if got := replicasB(b, "benchpush"); got != 1 {
+			if got := replicasTB(b, "benchpush"); got != 1 {
 				b.Fatalf("benchpush at %d after the push", got)
 			}
 		}
@@ -140,7 +139,7 @@ func waitScaledUp(b *testing.B, w watch.Interface) time.Time {
 // sleepLikeTheController does what promql-wake does when it puts a target to sleep: /scale to 0,
 // then its state on the HPA (whose update makes the controller poll the sleeping target).
 func sleepLikeTheController(b *testing.B, name string) {
-	setReplicasB(b, name, 0)
+	setReplicasTB(b, name, 0)
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"1"}}}`, wake.AnnotationSleepingReplicas)
 	if _, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Patch(context.Background(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		b.Fatal(err)
@@ -173,30 +172,6 @@ func queueValue(b *testing.B, queue string) float64 {
 		return -1
 	}
 	return float64(v.Items[0].Value.MilliValue()) / 1000
-}
-
-func setReplicasB(b *testing.B, name string, n int32) {
-	ctx := context.Background()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		sc, err := st.Kube.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		sc.Spec.Replicas = n
-		_, err = st.Kube.AppsV1().Deployments(ns).UpdateScale(ctx, name, sc, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-}
-
-func replicasB(b *testing.B, name string) int32 {
-	d, err := st.Kube.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return ptr.Deref(d.Spec.Replicas, -1)
 }
 
 func eventuallyB(b *testing.B, timeout time.Duration, cond func() bool) {
