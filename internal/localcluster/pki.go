@@ -47,7 +47,8 @@ type certSpec struct {
 	name   string
 	cn     string
 	orgs   []string
-	server bool
+	server bool // ServerAuth; a leaf without it is a client certificate
+	client bool // ClientAuth as well as ServerAuth
 	dns    []string
 	ips    []net.IP
 }
@@ -227,9 +228,12 @@ func newLeaf(s certSpec, issuer keyPair) (keyPair, error) {
 		return keyPair{}, err
 	}
 	nb, na := validity()
-	eku := x509.ExtKeyUsageClientAuth
+	var eku []x509.ExtKeyUsage
 	if s.server {
-		eku = x509.ExtKeyUsageServerAuth
+		eku = append(eku, x509.ExtKeyUsageServerAuth)
+	}
+	if s.client || !s.server {
+		eku = append(eku, x509.ExtKeyUsageClientAuth)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          sn,
@@ -238,7 +242,7 @@ func newLeaf(s certSpec, issuer keyPair) (keyPair, error) {
 		NotAfter:              na,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{eku},
+		ExtKeyUsage:           eku,
 		DNSNames:              s.dns,
 		IPAddresses:           s.ips,
 	}
@@ -287,4 +291,27 @@ func NewLoopbackTLS(dir, name string) (LoopbackTLS, error) {
 		return LoopbackTLS{}, err
 	}
 	return LoopbackTLS{CAFile: p.certPath(name + "-ca"), CertFile: p.certPath(name), KeyFile: p.keyPath(name)}, nil
+}
+
+// NewPeerTLS writes into dir a fresh CA (ca.crt) and one certificate it signs (tls.crt, tls.key) that is valid
+// both to serve, for 127.0.0.1, localhost and dnsNames, and as a client certificate: for test servers that talk
+// mutual TLS to each other on loopback with one certificate, as KEDA's operator and metrics server do.
+func NewPeerTLS(dir, cn string, dnsNames ...string) (LoopbackTLS, error) {
+	p := &pki{dir: dir, leaves: map[string]keyPair{}}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return LoopbackTLS{}, fmt.Errorf("create tls dir: %w", err)
+	}
+	ca, err := newCA(cn + "-ca")
+	if err != nil {
+		return LoopbackTLS{}, err
+	}
+	if err := p.write("ca", ca); err != nil {
+		return LoopbackTLS{}, err
+	}
+	spec := certSpec{name: "tls", cn: cn, server: true, client: true,
+		dns: append([]string{"localhost"}, dnsNames...), ips: []net.IP{net.ParseIP("127.0.0.1")}}
+	if err := p.leaf(spec, ca); err != nil {
+		return LoopbackTLS{}, err
+	}
+	return LoopbackTLS{CAFile: p.certPath("ca"), CertFile: p.certPath("tls"), KeyFile: p.keyPath("tls")}, nil
 }
