@@ -275,43 +275,33 @@ type LoopbackTLS struct {
 // NewLoopbackTLS writes a fresh CA and a serving certificate for 127.0.0.1 and localhost into dir,
 // for test servers other than the control plane (a Prometheus behind TLS, say).
 func NewLoopbackTLS(dir, name string) (LoopbackTLS, error) {
-	p := &pki{dir: dir, leaves: map[string]keyPair{}}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return LoopbackTLS{}, fmt.Errorf("create tls dir: %w", err)
-	}
-	ca, err := newCA(name + "-ca")
-	if err != nil {
-		return LoopbackTLS{}, err
-	}
-	if err := p.write(name+"-ca", ca); err != nil {
-		return LoopbackTLS{}, err
-	}
-	spec := certSpec{name: name, cn: name, server: true, dns: []string{"localhost"}, ips: []net.IP{net.ParseIP("127.0.0.1")}}
-	if err := p.leaf(spec, ca); err != nil {
-		return LoopbackTLS{}, err
-	}
-	return LoopbackTLS{CAFile: p.certPath(name + "-ca"), CertFile: p.certPath(name), KeyFile: p.keyPath(name)}, nil
+	return writeTLS(dir, name+"-ca", certSpec{name: name, cn: name, server: true,
+		dns: []string{"localhost"}, ips: []net.IP{net.ParseIP("127.0.0.1")}})
 }
 
 // NewPeerTLS writes into dir a fresh CA (ca.crt) and one certificate it signs (tls.crt, tls.key) that is valid
 // both to serve, for 127.0.0.1, localhost and dnsNames, and as a client certificate: for test servers that talk
 // mutual TLS to each other on loopback with one certificate, as KEDA's operator and metrics server do.
 func NewPeerTLS(dir, cn string, dnsNames ...string) (LoopbackTLS, error) {
+	return writeTLS(dir, "ca", certSpec{name: "tls", cn: cn, server: true, client: true,
+		dns: append([]string{"localhost"}, dnsNames...), ips: []net.IP{net.ParseIP("127.0.0.1")}})
+}
+
+// writeTLS writes a fresh CA as caName.crt/.key into dir and the leaf spec it signs as spec.name.crt/.key.
+func writeTLS(dir, caName string, spec certSpec) (LoopbackTLS, error) {
 	p := &pki{dir: dir, leaves: map[string]keyPair{}}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return LoopbackTLS{}, fmt.Errorf("create tls dir: %w", err)
 	}
-	ca, err := newCA(cn + "-ca")
+	ca, err := newCA(spec.cn + "-ca")
 	if err != nil {
 		return LoopbackTLS{}, err
 	}
-	if err := p.write("ca", ca); err != nil {
+	if err := p.write(caName, ca); err != nil {
 		return LoopbackTLS{}, err
 	}
-	spec := certSpec{name: "tls", cn: cn, server: true, client: true,
-		dns: append([]string{"localhost"}, dnsNames...), ips: []net.IP{net.ParseIP("127.0.0.1")}}
 	if err := p.leaf(spec, ca); err != nil {
 		return LoopbackTLS{}, err
 	}
-	return LoopbackTLS{CAFile: p.certPath("ca"), CertFile: p.certPath("tls"), KeyFile: p.keyPath("tls")}, nil
+	return LoopbackTLS{CAFile: p.certPath(caName), CertFile: p.certPath(spec.name), KeyFile: p.keyPath(spec.name)}, nil
 }
