@@ -23,7 +23,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +35,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/promql-adapter/promql-adapter/internal/localcluster"
 )
 
 // BinDirEnv names the environment variable with the directory holding keda (cmd/operator) and keda-adapter
@@ -75,8 +76,8 @@ type KEDA struct {
 	securePort, adapterMetricsPort           int
 
 	mu       sync.Mutex
-	operator *proc
-	metrics  *proc
+	operator *localcluster.Process
+	metrics  *localcluster.Process
 }
 
 // BinDirFromEnv returns $PROMQL_ADAPTER_KEDA_BIN, or an error telling how to build KEDA when it is unset
@@ -181,7 +182,7 @@ func Start(ctx context.Context, opts Options) (_ *KEDA, err error) {
 		return nil, err
 	}
 	opts.Logf("kedarun: KEDA %s up: operator pid %d (gRPC 127.0.0.1:%d), metrics server pid %d at %s; logs in %s",
-		version, k.operator.pid(), k.grpcPort, k.metrics.pid(), k.MetricsServerURL(), k.logDir)
+		version, k.operator.PID(), k.grpcPort, k.metrics.PID(), k.MetricsServerURL(), k.logDir)
 	return k, nil
 }
 
@@ -234,7 +235,7 @@ func (k *KEDA) startOperator(ctx context.Context) error {
 // StartMetricsServer starts KEDA's metrics API server (again, after StopMetricsServer) and waits for its /readyz.
 func (k *KEDA) StartMetricsServer(ctx context.Context) error {
 	k.mu.Lock()
-	running := k.metrics != nil && !k.metrics.exited()
+	running := k.metrics != nil && !exited(k.metrics)
 	k.mu.Unlock()
 	if running {
 		return errors.New("kedarun: metrics server already running")
@@ -279,19 +280,19 @@ func (k *KEDA) StopMetricsServer() error {
 	if p == nil {
 		return nil
 	}
-	return p.stop(syscall.SIGKILL, 5*time.Second)
+	return p.Kill()
 }
 
 // Stop stops the metrics server and the operator (SIGTERM, 10 s, then SIGKILL), by process id. The CRDs and
 // the namespace stay (they go with the cluster).
 func (k *KEDA) Stop() error {
 	k.mu.Lock()
-	ps := []*proc{k.metrics, k.operator}
+	ps := []*localcluster.Process{k.metrics, k.operator}
 	k.mu.Unlock()
 	var errs []error
 	for _, p := range ps {
 		if p != nil {
-			errs = append(errs, p.stop(syscall.SIGTERM, 10*time.Second))
+			errs = append(errs, p.Stop(10*time.Second))
 		}
 	}
 	return errors.Join(errs...)
@@ -301,11 +302,11 @@ func (k *KEDA) Stop() error {
 func (k *KEDA) PIDs() (operator, metricsServer int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.operator != nil && !k.operator.exited() {
-		operator = k.operator.pid()
+	if k.operator != nil && !exited(k.operator) {
+		operator = k.operator.PID()
 	}
-	if k.metrics != nil && !k.metrics.exited() {
-		metricsServer = k.metrics.pid()
+	if k.metrics != nil && !exited(k.metrics) {
+		metricsServer = k.metrics.PID()
 	}
 	return operator, metricsServer
 }
@@ -346,10 +347,10 @@ func (k *KEDA) httpsClient() (*http.Client, error) {
 }
 
 // poll waits, every 250 ms up to ReadyTimeout, for cond; it fails early when p exits.
-func (k *KEDA) poll(ctx context.Context, p *proc, what string, cond func(context.Context) bool) error {
+func (k *KEDA) poll(ctx context.Context, p *localcluster.Process, what string, cond func(context.Context) bool) error {
 	start := time.Now()
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, k.opts.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
-		if p.exited() {
+		if exited(p) {
 			return false, errors.New("exited")
 		}
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -357,7 +358,7 @@ func (k *KEDA) poll(ctx context.Context, p *proc, what string, cond func(context
 		return cond(actx), nil
 	})
 	if err != nil {
-		return p.failure("kedarun: waiting for %s: %v", what, err)
+		return p.Failure(fmt.Sprintf("kedarun: waiting for %s: %v", what, err))
 	}
 	k.opts.Logf("kedarun: %s ready after %s", what, time.Since(start).Round(time.Millisecond))
 	return nil

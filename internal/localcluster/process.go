@@ -144,3 +144,50 @@ func (p *process) failure(format string, args ...any) error {
 	}
 	return fmt.Errorf("%s; last lines of %s:\n%s", msg, p.logPath, p.logTail())
 }
+
+// Process is a server process a test harness started beside the control plane (KEDA, say): in its own
+// process group, killed if the test process dies, its output appended to a log file.
+type Process struct{ p *process }
+
+// StartProcess starts bin with args, extraEnv appended to this process's environment, and stdout and stderr
+// appended to logPath.
+func StartProcess(name, bin string, args, extraEnv []string, logPath string) (*Process, error) {
+	p, err := launchProcess(name, bin, args, extraEnv, "", logPath, os.O_APPEND)
+	if err != nil {
+		return nil, err
+	}
+	return &Process{p: p}, nil
+}
+
+// PID is the process id (and its process group's id).
+func (p *Process) PID() int { return p.p.pid() }
+
+// Exited reports whether the process has exited, with its wait error.
+func (p *Process) Exited() (bool, error) { return p.p.exited() }
+
+// Stop sends SIGTERM to the process group, waits up to timeout, then SIGKILLs it; an error says it had to.
+func (p *Process) Stop(timeout time.Duration) error { return p.p.stop(timeout) }
+
+// Kill SIGKILLs the process group (a crash) and waits up to 5 s for the process to be reaped.
+func (p *Process) Kill() error {
+	if done, _ := p.p.exited(); done {
+		return nil
+	}
+	if err := syscall.Kill(-p.p.pid(), syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("SIGKILL %s (pid %d): %w", p.p.name, p.p.pid(), err)
+	}
+	select {
+	case <-p.p.done:
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.p.name, p.p.pid())
+	}
+}
+
+// Failure is an error of msg, saying whether the process exited and how, with the last lines of its log.
+func (p *Process) Failure(msg string) error {
+	if done, err := p.p.exited(); done {
+		msg += fmt.Sprintf(" (%s exited: %v)", p.p.name, err)
+	}
+	return fmt.Errorf("%s; last lines of %s:\n%s", msg, p.p.logPath, p.p.logTail())
+}
