@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
@@ -92,6 +93,9 @@ func benign(sel labels.Selector) labels.Selector {
 		vals := make([]string, r.Values().Len())
 		for i := range vals {
 			vals[i] = fmt.Sprintf("v%d", i)
+			if r.Operator() == selection.GreaterThan || r.Operator() == selection.LessThan {
+				vals[i] = fmt.Sprint(i) // gt and lt take integers only
+			}
 		}
 		b, err := labels.NewRequirement(r.Key(), r.Operator(), vals)
 		if err != nil {
@@ -115,6 +119,8 @@ func FuzzProvider(f *testing.F) {
 		{strings.Repeat("a", 64<<10), strings.Repeat("b.", 32<<10), "code=" + strings.Repeat("c", 64<<10)},
 		{"shop", "web.1", "code notin (a.b,c-d,e_f)"},
 		{"", "n", "__name__=up"},
+		{"shop", "web-1", "code>5"},
+		{"shop", "web-1", "code<0,app=x"},
 	} {
 		f.Add(s[0], s[1], s[2])
 	}
