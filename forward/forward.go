@@ -228,9 +228,9 @@ func (f *Forwarder) oursServe(t target) bool {
 
 // Wrap routes metric requests around inner, the API handler: a metric promql-adapter serves goes
 // to inner; one it does not serve goes to the first upstream that lists it, else to the first
-// catch-all upstream. Install it inside the
-// generic API server's handler chain (DefaultBuildHandlerChain's apiHandler), so that only callers
-// our authentication and authorization let through are forwarded.
+// catch-all upstream. Install it inside the generic API server's handler chain
+// (DefaultBuildHandlerChain's apiHandler), so that only callers our authentication and
+// authorization let through are forwarded.
 func (f *Forwarder) Wrap(inner http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
