@@ -210,9 +210,9 @@ func (k *KEDA) startOperator(ctx context.Context) error {
 		"--zap-encoder=console",
 		"--zap-log-level=info",
 	}
-	p, err := startProc("keda-operator", filepath.Join(k.opts.BinDir, OperatorBinary), args, k.env(), filepath.Join(k.logDir, "keda-operator.log"))
+	p, err := localcluster.StartProcess("keda-operator", filepath.Join(k.opts.BinDir, OperatorBinary), args, k.env(), filepath.Join(k.logDir, "keda-operator.log"))
 	if err != nil {
-		return err
+		return fmt.Errorf("kedarun: %w", err)
 	}
 	k.mu.Lock()
 	k.operator = p
@@ -235,7 +235,7 @@ func (k *KEDA) startOperator(ctx context.Context) error {
 // StartMetricsServer starts KEDA's metrics API server (again, after StopMetricsServer) and waits for its /readyz.
 func (k *KEDA) StartMetricsServer(ctx context.Context) error {
 	k.mu.Lock()
-	running := k.metrics != nil && !exited(k.metrics)
+	running := k.metrics != nil && !k.metrics.Exited()
 	k.mu.Unlock()
 	if running {
 		return errors.New("kedarun: metrics server already running")
@@ -256,9 +256,9 @@ func (k *KEDA) StartMetricsServer(ctx context.Context) error {
 		"--zap-encoder=console",
 		"--zap-log-level=info",
 	}
-	p, err := startProc("keda-metrics-apiserver", filepath.Join(k.opts.BinDir, MetricsServerBinary), args, k.env(), filepath.Join(k.logDir, "keda-metrics-apiserver.log"))
+	p, err := localcluster.StartProcess("keda-metrics-apiserver", filepath.Join(k.opts.BinDir, MetricsServerBinary), args, k.env(), filepath.Join(k.logDir, "keda-metrics-apiserver.log"))
 	if err != nil {
-		return err
+		return fmt.Errorf("kedarun: %w", err)
 	}
 	k.mu.Lock()
 	k.metrics = p
@@ -302,10 +302,10 @@ func (k *KEDA) Stop() error {
 func (k *KEDA) PIDs() (operator, metricsServer int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.operator != nil && !exited(k.operator) {
+	if k.operator != nil && !k.operator.Exited() {
 		operator = k.operator.PID()
 	}
-	if k.metrics != nil && !exited(k.metrics) {
+	if k.metrics != nil && !k.metrics.Exited() {
 		metricsServer = k.metrics.PID()
 	}
 	return operator, metricsServer
@@ -350,7 +350,7 @@ func (k *KEDA) httpsClient() (*http.Client, error) {
 func (k *KEDA) poll(ctx context.Context, p *localcluster.Process, what string, cond func(context.Context) bool) error {
 	start := time.Now()
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, k.opts.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
-		if exited(p) {
+		if p.Exited() {
 			return false, errors.New("exited")
 		}
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)

@@ -88,12 +88,21 @@ func (p *process) stop(timeout time.Duration) error {
 		return nil
 	case <-time.After(timeout):
 	}
+	if err := p.kill(); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s (pid %d) ignored SIGTERM for %s and was killed", p.name, pgid, timeout)
+}
+
+// kill sends SIGKILL to the process group and waits up to 5 s for the process to be reaped.
+func (p *process) kill() error {
+	pgid := p.pid()
 	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("SIGKILL %s (pid %d): %w", p.name, pgid, err)
 	}
 	select {
 	case <-p.done:
-		return fmt.Errorf("%s (pid %d) ignored SIGTERM for %s and was killed", p.name, pgid, timeout)
+		return nil
 	case <-time.After(5 * time.Second):
 		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.name, pgid)
 	}
@@ -162,32 +171,22 @@ func StartProcess(name, bin string, args, extraEnv []string, logPath string) (*P
 // PID is the process id (and its process group's id).
 func (p *Process) PID() int { return p.p.pid() }
 
-// Exited reports whether the process has exited, with its wait error.
-func (p *Process) Exited() (bool, error) { return p.p.exited() }
+// Exited reports whether the process has exited (Failure says how).
+func (p *Process) Exited() bool {
+	done, _ := p.p.exited()
+	return done
+}
 
 // Stop sends SIGTERM to the process group, waits up to timeout, then SIGKILLs it; an error says it had to.
 func (p *Process) Stop(timeout time.Duration) error { return p.p.stop(timeout) }
 
 // Kill SIGKILLs the process group (a crash) and waits up to 5 s for the process to be reaped.
 func (p *Process) Kill() error {
-	if done, _ := p.p.exited(); done {
+	if p.Exited() {
 		return nil
 	}
-	if err := syscall.Kill(-p.p.pid(), syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("SIGKILL %s (pid %d): %w", p.p.name, p.p.pid(), err)
-	}
-	select {
-	case <-p.p.done:
-		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.p.name, p.p.pid())
-	}
+	return p.p.kill()
 }
 
 // Failure is an error of msg, saying whether the process exited and how, with the last lines of its log.
-func (p *Process) Failure(msg string) error {
-	if done, err := p.p.exited(); done {
-		msg += fmt.Sprintf(" (%s exited: %v)", p.p.name, err)
-	}
-	return fmt.Errorf("%s; last lines of %s:\n%s", msg, p.p.logPath, p.p.logTail())
-}
+func (p *Process) Failure(msg string) error { return p.p.failure("%s", msg) }
