@@ -57,6 +57,9 @@ type PrometheusConfig struct {
 	// Compression asks Prometheus for gzip answers: less traffic across a network for more CPU on
 	// both sides (off, the default, is cheaper on loopback and within a node).
 	Compression bool
+	// Verb is the HTTP method of queries and discovery calls: POST (also when empty) falls back
+	// to GET, for good, once Prometheus answers a POST with 405 or 501; GET sends every call by GET.
+	Verb string
 }
 
 // LoadHTTPClientConfig reads a Prometheus HTTP client config file (the http_config
@@ -89,6 +92,7 @@ type PromClient struct {
 	discoveryTimeout time.Duration
 	group            singleflight.Group
 	metrics          *Metrics
+	verb             *verbTransport
 }
 
 // NewPromClient builds a client from cfg; metrics may be nil.
@@ -96,9 +100,13 @@ func NewPromClient(cfg PrometheusConfig, metrics *Metrics) (*PromClient, error) 
 	if cfg.URL == "" {
 		return nil, errors.New("prometheus URL is required")
 	}
-	rt, err := config.NewRoundTripperFromConfig(cfg.HTTP, "promql-adapter")
+	base, err := config.NewRoundTripperFromConfig(cfg.HTTP, "promql-adapter")
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client: %w", err)
+	}
+	rt, err := newVerbTransport(base, cfg.Verb)
+	if err != nil {
+		return nil, err
 	}
 	client, err := promapi.NewClient(promapi.Config{Address: cfg.URL, RoundTripper: rt})
 	if err != nil {
@@ -113,7 +121,7 @@ func NewPromClient(cfg PrometheusConfig, metrics *Metrics) (*PromClient, error) 
 		dtimeout = 30 * time.Second
 	}
 	return &PromClient{api: promv1.NewAPI(client), http: &http.Client{Transport: rt}, queryURL: client.URL("/api/v1/query", nil).String(),
-		gzip: cfg.Compression, timeout: timeout, discoveryTimeout: dtimeout, metrics: metrics}, nil
+		gzip: cfg.Compression, timeout: timeout, discoveryTimeout: dtimeout, metrics: metrics, verb: rt}, nil
 }
 
 // Query implements Querier. Concurrent identical queries share one request to Prometheus.
@@ -164,7 +172,8 @@ func (c *PromClient) query(ctx context.Context, query, label string, all bool) (
 	}
 }
 
-// instant runs /api/v1/query (POST, as the Prometheus client does) and stream-decodes the answer.
+// instant runs /api/v1/query (POST, as the Prometheus client does; c.verb turns it into a GET with
+// --prometheus-verb=GET or after a 405 or 501) and stream-decodes the answer.
 // Errors are the Prometheus client's own *promv1.Error, so they read and classify the same.
 func (c *PromClient) instant(ctx context.Context, query, label string, all bool) ([]Sample, error) {
 	form := url.Values{}
@@ -342,6 +351,8 @@ func (c *PromClient) wrap(err error) error {
 			more += " (Prometheus refused the credentials: see authorization, basic_auth in --prometheus-client-config, or --prometheus-token-file)"
 		case strings.HasSuffix(perr.Msg, ": 403"):
 			more += " (forbidden: the credentials or the tenant header lack access)"
+		case strings.HasSuffix(perr.Msg, ": 414"):
+			more += c.verb.tooLongHint()
 		}
 		if more != "" {
 			return &QueryError{Err: fmt.Errorf("%w%s", err, more)}

@@ -38,6 +38,9 @@ type Options struct {
 	PrometheusTimeout      time.Duration
 	DiscoveryTimeout       time.Duration // bound on each discovery call, which takes longer than a query at many series
 	PrometheusCompression  bool          // ask Prometheus for gzip answers
+	// PrometheusVerb is the HTTP method of queries and discovery calls: POST (also when empty)
+	// falls back to GET for good on a 405 or 501; GET sends every call by GET (--prometheus-verb).
+	PrometheusVerb string
 	ResponseCompression    bool          // gzip answers past 128 KiB to clients that accept it (k8s.io/apiserver's APIResponseCompression)
 
 	RulesReloadInterval  time.Duration
@@ -213,5 +216,5 @@ func (o *Options) PrometheusConfig() (adapter.PrometheusConfig, error) {
 	if err := httpCfg.Validate(); err != nil {
 		return adapter.PrometheusConfig{}, fmt.Errorf("prometheus client settings: %w", err)
 	}
-	return adapter.PrometheusConfig{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.PrometheusTimeout, DiscoveryTimeout: o.DiscoveryTimeout, Compression: o.PrometheusCompression}, nil
+	return adapter.PrometheusConfig{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.PrometheusTimeout, DiscoveryTimeout: o.DiscoveryTimeout, Compression: o.PrometheusCompression, Verb: o.PrometheusVerb}, nil
 }

@@ -26,8 +26,7 @@ type paFlags struct {
 	authConfig            string
 	authInCluster         bool
 	clientCert, clientKey string
-	verb                  string
-	logged                bool // the no-effect line was logged
+	logged                bool // the warnings were logged
 }
 
 // PrometheusAdapterFlagNames are the flags addPrometheusAdapterFlags registers.
@@ -45,11 +44,11 @@ func (o *Options) addPrometheusAdapterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&p.authInCluster, "prometheus-auth-incluster", false, "reach Prometheus with the pod's service account token and the cluster CA")
 	fs.StringVar(&p.clientCert, "prometheus-client-tls-cert-file", "", "client certificate presented to Prometheus (reloaded when it changes)")
 	fs.StringVar(&p.clientKey, "prometheus-client-tls-key-file", "", "key of --prometheus-client-tls-cert-file")
-	fs.StringVar(&p.verb, "prometheus-verb", "", "accepted for prometheus-adapter: queries are POSTed and fall back to GET when Prometheus answers 405 or 501")
+	fs.StringVar(&o.PrometheusVerb, "prometheus-verb", o.PrometheusVerb, "HTTP method of queries and discovery calls: POST (the default) falls back to GET, for good, when Prometheus answers 405 or 501; GET sends every call by GET (prometheus-adapter's default), and a URL refused as too long (414) is an error naming this flag")
 }
 
 // normalizePrometheusAdapterFlags folds the prometheus-adapter names into the native settings and
-// checks them; it logs, once, a flag that has no effect here.
+// checks them; it logs, once, a warning when --prometheus-auth-incluster sends the token over plain HTTP.
 func (o *Options) normalizePrometheusAdapterFlags() error {
 	p := &o.pa
 	var errs []error
@@ -68,14 +67,13 @@ func (o *Options) normalizePrometheusAdapterFlags() error {
 	if (p.clientCert == "") != (p.clientKey == "") {
 		errs = append(errs, errors.New("--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file go together"))
 	}
-	switch strings.ToUpper(p.verb) {
-	case "":
-	case "GET", "POST":
-		if !p.logged {
-			klog.InfoS("--prometheus-verb has no effect: queries are POSTed and fall back to GET when Prometheus answers 405 or 501", "verb", p.verb)
-		}
+	switch strings.ToUpper(o.PrometheusVerb) {
+	case "", "GET", "POST":
 	default:
-		errs = append(errs, fmt.Errorf("--prometheus-verb %q: want GET or POST", p.verb))
+		errs = append(errs, fmt.Errorf("--prometheus-verb %q: want GET or POST", o.PrometheusVerb))
+	}
+	if p.authInCluster && strings.HasPrefix(strings.ToLower(o.PrometheusURL), "http://") && !p.logged {
+		klog.InfoS("warning: --prometheus-auth-incluster sends our ServiceAccount token, a credential for kube-apiserver, to Prometheus over plain HTTP, where anyone on the path can read it; use an https --prometheus-url", "url", o.PrometheusURL)
 	}
 	p.logged = true
 	return errors.Join(errs...)

@@ -140,3 +140,43 @@ users:
 		}
 	})
 }
+
+// TestPrometheusVerbReachesTheClient: --prometheus-verb is honoured, not only accepted.
+func TestPrometheusVerbReachesTheClient(t *testing.T) {
+	for _, verb := range []string{"GET", "POST", "get"} {
+		o := parsePA(t, "--prometheus-verb="+verb)
+		if err := o.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := o.PrometheusConfig()
+		if err != nil || cfg.Verb != verb {
+			t.Errorf("--prometheus-verb=%s: client verb %q %v", verb, cfg.Verb, err)
+		}
+	}
+}
+
+// TestPrometheusAuthInClusterOverHTTPWarns (review N6): our ServiceAccount token sent to an http://
+// Prometheus is logged as a warning, once; over https it is not.
+func TestPrometheusAuthInClusterOverHTTPWarns(t *testing.T) {
+	logs := captureLog(t)
+	for _, c := range []struct {
+		url  string
+		warn bool
+	}{
+		{"http://prometheus.monitoring.svc:9090", true},
+		{"HTTP://prometheus.monitoring.svc:9090", true},
+		{"https://prometheus.monitoring.svc:9091", false},
+	} {
+		o := parsePA(t, "--prometheus-auth-incluster", "--prometheus-url="+c.url)
+		if err := o.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Validate(); err != nil { // validated twice (flags, then Run): logged once
+			t.Fatal(err)
+		}
+		log := logs()
+		if n := strings.Count(log, "--prometheus-auth-incluster sends our ServiceAccount token"); n != map[bool]int{true: 1}[c.warn] || c.warn && !strings.Contains(log, c.url) {
+			t.Errorf("%s: %d warnings, want %v:\n%s", c.url, n, c.warn, log)
+		}
+	}
+}
