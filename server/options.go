@@ -40,8 +40,8 @@ type Options struct {
 	PrometheusCompression  bool          // ask Prometheus for gzip answers
 	// PrometheusVerb is the HTTP method of queries and discovery calls: POST (also when empty)
 	// falls back to GET for good on a 405 or 501; GET sends every call by GET (--prometheus-verb).
-	PrometheusVerb string
-	ResponseCompression    bool          // gzip answers past 128 KiB to clients that accept it (k8s.io/apiserver's APIResponseCompression)
+	PrometheusVerb      string
+	ResponseCompression bool // gzip answers past 128 KiB to clients that accept it (k8s.io/apiserver's APIResponseCompression)
 
 	RulesReloadInterval  time.Duration
 	SeriesRelistInterval time.Duration
