@@ -110,8 +110,16 @@ func (f *Forwarder) Refresh(ctx context.Context, api string, u *Upstream) {
 	err := u.refresh(ctx, f.now())
 	l := u.list.Load()
 	f.metrics.listed(api, u.Name(), len(l.keys), err == nil)
-	if err != nil {
+	switch {
+	case err != nil && tlsFailed(err):
+		// A missing or wrong CA does not heal by itself: say so at the default level, once per message.
+		if u.logTLS(err.Error()) {
+			klog.ErrorS(err, "upstream's certificate not verified; its metrics are not forwarded until its CA is given", "api", api, "upstream", u.Name(), "url", u.spec.URL)
+		}
+	case err != nil:
 		klog.V(2).InfoS("upstream metric list not read; its last list stays in use", "api", api, "upstream", u.Name(), "listed", len(l.keys), "err", err)
+	default:
+		u.logTLS("")
 	}
 	f.updateClashes()
 }
@@ -332,7 +340,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, t target, u 
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			code = http.StatusServiceUnavailable
-			err = timeoutError(ctx, err, u.timeout)
+			err = u.explain(timeoutError(ctx, err, u.timeout))
 			klog.V(2).InfoS("upstream did not answer", "api", t.api, "upstream", u.Name(), "metric", name(t), "err", err)
 			writeStatus(w, code, metav1.StatusReasonServiceUnavailable,
 				fmt.Sprintf("%s metric %q is served by upstream %s, which did not answer: %v", kind(t.api), name(t), u.Name(), err))

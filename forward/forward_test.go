@@ -445,7 +445,7 @@ func (oursProvider) ListAllExternalMetrics() []provider.ExternalMetricInfo {
 // TestImpersonate: with identity=impersonate the upstream is asked to act as the caller.
 func TestImpersonate(t *testing.T) {
 	up := newFakeUpstream(t, []string{"keda_ext"}, nil)
-	f, err := New(ours{}, []Spec{spec(t, External, up.URL+",name=keda,insecure-skip-tls-verify,identity=impersonate")}, kube, 5*time.Second, prometheus.NewRegistry())
+	f, err := New(ours{}, []Spec{spec(t, External, up.URL+",name=keda,ca-file="+caFile(t, up.Server)+",identity=impersonate")}, kube, 5*time.Second, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +478,15 @@ func TestParseSpec(t *testing.T) {
 		{in: "keda.keda.svc", err: "the first field must be the upstream's URL"},
 		{in: "https://x?a=b", err: "no query"},
 		{in: "https://x,colour=red", err: `unknown key "colour"`},
-		{in: "https://x,auth=basic", err: "want serviceaccount, cert, token or none"},
+		{in: "https://x,auth=basic", err: "want serviceaccount, serviceaccount-insecure, cert, token or none"},
+		// Our ServiceAccount token only over https with a verified certificate (review N6).
+		{in: "http://keda:8080", err: "upstream keda:8080: auth=serviceaccount (the default) would send our ServiceAccount token"},
+		{in: "http://keda:8080,name=keda,auth=serviceaccount", err: "upstream keda: auth=serviceaccount (the default) would send our ServiceAccount token, a credential for kube-apiserver, over plain HTTP"},
+		{in: "https://keda,insecure-skip-tls-verify", err: "upstream keda: auth=serviceaccount (the default) would send our ServiceAccount token, a credential for kube-apiserver, to a server whose certificate is not verified (insecure-skip-tls-verify)"},
+		{in: "https://keda,insecure-skip-tls-verify,identity=impersonate", err: "auth=serviceaccount-insecure to send it anyway"},
+		{in: "http://keda:8080,auth=none", want: Spec{API: External, Name: "keda:8080", URL: "http://keda:8080", Auth: AuthNone}},
+		{in: "http://keda:8080,auth=serviceaccount-insecure", want: Spec{API: External, Name: "keda:8080", URL: "http://keda:8080", Auth: AuthServiceAccountInsecure}},
+		{in: "https://keda,insecure-skip-tls-verify,auth=serviceaccount-insecure", want: Spec{API: External, Name: "keda", URL: "https://keda", Insecure: true, Auth: AuthServiceAccountInsecure}},
 		{in: "https://x,auth=cert", err: "needs both cert-file and key-file"},
 		{in: "https://x,cert-file=/c", err: "needs both cert-file and key-file"},
 		{in: "https://x,auth=none,token-file=/t", err: "token-file needs auth=token"},
@@ -539,5 +547,120 @@ func TestParsePath(t *testing.T) {
 		if ok != c.ok || got != c.want {
 			t.Errorf("%s: %+v %v, want %+v %v", c.path, got, ok, c.want, c.ok)
 		}
+	}
+}
+
+// tokenRecorder is an upstream that lists keda_ext, answers every metric request and records the
+// Authorization header of every call (lists included).
+type tokenRecorder struct {
+	*httptest.Server
+	mu   sync.Mutex
+	auth []string
+}
+
+func newTokenRecorder(t *testing.T, tls bool) *tokenRecorder {
+	r := &tokenRecorder{}
+	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.auth = append(r.auth, req.Header.Get("Authorization"))
+		r.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if req.URL.Path == "/apis/external.metrics.k8s.io/v1beta1" {
+			_ = json.NewEncoder(w).Encode(metav1.APIResourceList{APIResources: []metav1.APIResource{{Name: "keda_ext", Namespaced: true}}})
+			return
+		}
+		_, _ = io.WriteString(w, `{"kind":"ExternalMetricValueList","items":[]}`)
+	}))
+	if tls {
+		r.StartTLS()
+	} else {
+		r.Start()
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *tokenRecorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.auth
+	r.auth = nil
+	return a
+}
+
+// TestServiceAccountTokenOnlyOverVerifiedTLS (review N6): our ServiceAccount token, a credential for
+// kube-apiserver, never reaches an upstream over plain HTTP or unverified TLS unless
+// auth=serviceaccount-insecure asks for it; the spec is refused with an error naming the upstream.
+func TestServiceAccountTokenOnlyOverVerifiedTLS(t *testing.T) {
+	const token = "Bearer sa-secret"
+	kube := &rest.Config{Host: "https://kube-apiserver.invalid", BearerToken: "sa-secret"}
+	plain, verified := newTokenRecorder(t, false), newTokenRecorder(t, true)
+	ca := caFile(t, verified.Server)
+	for _, c := range []struct {
+		name      string
+		up        *tokenRecorder
+		spec      string
+		err       string
+		wantToken bool
+	}{
+		{name: "plain HTTP, auth by default", up: plain, spec: plain.URL + ",name=plain", err: "upstream plain: auth=serviceaccount"},
+		{name: "plain HTTP, auth=serviceaccount", up: plain, spec: plain.URL + ",name=plain,auth=serviceaccount,catch-all", err: "over plain HTTP"},
+		{name: "unverified TLS", up: verified, spec: verified.URL + ",name=unverified,insecure-skip-tls-verify", err: "upstream unverified: auth=serviceaccount"},
+		{name: "plain HTTP, auth=none", up: plain, spec: plain.URL + ",name=plain,auth=none"},
+		{name: "plain HTTP, explicit opt-in", up: plain, spec: plain.URL + ",name=plain,auth=serviceaccount-insecure", wantToken: true},
+		{name: "verified TLS", up: verified, spec: verified.URL + ",name=verified,ca-file=" + ca, wantToken: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.up.take()
+			sp, err := ParseSpec(External, c.spec)
+			if c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+				t.Errorf("ParseSpec: %v, want an error with %q", err, c.err)
+			}
+			if err == nil {
+				f, err := New(ours{}, []Spec{sp}, kube, 5*time.Second, prometheus.NewRegistry())
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.RefreshAll(context.Background())
+				if rec := get(f.Wrap(inner), "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/keda_ext", nil); rec.Code != 200 {
+					t.Errorf("forwarded: %d %s", rec.Code, rec.Body.String())
+				}
+			}
+			seen := c.up.take()
+			sent := 0
+			for _, a := range seen {
+				if a == token {
+					sent++
+				}
+			}
+			if c.wantToken && (len(seen) == 0 || sent != len(seen)) || !c.wantToken && sent > 0 {
+				t.Errorf("upstream saw Authorization %q, want our token: %v", seen, c.wantToken)
+			}
+		})
+	}
+}
+
+// TestUnverifiedUpstreamNamesTheCA: an upstream whose certificate we cannot verify (KEDA's own CA
+// not given) gets an error naming the upstream and ca-file=, in its list's state and in the 503.
+func TestUnverifiedUpstreamNamesTheCA(t *testing.T) {
+	up := newTokenRecorder(t, true)
+	f, err := New(ours{}, []Spec{spec(t, External, up.URL+",name=keda,catch-all")}, kube, 5*time.Second, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.RefreshAll(context.Background())
+	rec := httptest.NewRecorder()
+	f.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz/forward", nil))
+	for _, want := range []string{"upstream keda", "certificate", "ca-file="} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/readyz/forward lacks %q:\n%s", want, rec.Body.String())
+		}
+	}
+	rec = get(f.Wrap(inner), "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/s0-prometheus", nil)
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "upstream keda") || !strings.Contains(rec.Body.String(), "ca-file=") {
+		t.Errorf("forwarded to an unverified upstream: %d %s, want a 503 naming keda and ca-file=", rec.Code, rec.Body.String())
+	}
+	if n := len(up.take()); n != 0 {
+		t.Errorf("the unverified upstream got %d requests through", n)
 	}
 }

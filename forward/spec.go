@@ -22,9 +22,12 @@ const (
 // How promql-adapter authenticates to an upstream.
 const (
 	AuthServiceAccount = "serviceaccount" // the credentials we use for kube-apiserver: in a pod, our ServiceAccount token
-	AuthCert           = "cert"           // a client certificate (cert-file, key-file)
-	AuthToken          = "token"          // a bearer token read from token-file (re-read as it rotates)
-	AuthNone           = "none"
+	// AuthServiceAccountInsecure is AuthServiceAccount also over plain HTTP or unverified TLS, an explicit opt-in
+	// (logged as a warning at start): whoever is on the path can read and replay the token.
+	AuthServiceAccountInsecure = "serviceaccount-insecure"
+	AuthCert                   = "cert"  // a client certificate (cert-file, key-file)
+	AuthToken                  = "token" // a bearer token read from token-file (re-read as it rotates)
+	AuthNone                   = "none"
 )
 
 // Spec is one upstream adapter, from --forward-external or --forward-custom.
@@ -50,8 +53,9 @@ type Spec struct {
 }
 
 // ParseSpec reads "URL[,key=value...]" for api. Keys: name, ca-file, cluster-ca, server-name,
-// insecure-skip-tls-verify, catch-all, auth (serviceaccount, cert, token, none), cert-file, key-file,
-// token-file, identity (ours, impersonate).
+// insecure-skip-tls-verify, catch-all, auth (serviceaccount, serviceaccount-insecure, cert, token, none),
+// cert-file, key-file, token-file, identity (ours, impersonate). auth defaults to serviceaccount, which
+// needs https with a verified certificate.
 func ParseSpec(api, s string) (Spec, error) {
 	flag := "--forward-external"
 	if api == Custom {
@@ -107,10 +111,10 @@ func ParseSpec(api, s string) (Spec, error) {
 			}
 		case "auth":
 			switch v {
-			case AuthServiceAccount, AuthCert, AuthToken, AuthNone:
+			case AuthServiceAccount, AuthServiceAccountInsecure, AuthCert, AuthToken, AuthNone:
 				sp.Auth = v
 			default:
-				return sp, bad("want serviceaccount, cert, token or none")
+				return sp, bad("want serviceaccount, serviceaccount-insecure, cert, token or none")
 			}
 		case "cert-file":
 			sp.CertFile = v
@@ -141,6 +145,16 @@ func ParseSpec(api, s string) (Spec, error) {
 		}
 	}
 	var errs []error
+	// Our ServiceAccount token is a credential for kube-apiserver with our rights: it goes only where
+	// the connection is encrypted and the server verified, unless auth=serviceaccount-insecure says otherwise.
+	if sp.Auth == AuthServiceAccount && (u.Scheme == "http" || sp.Insecure) {
+		how := "over plain HTTP (" + sp.URL + ")"
+		if sp.Insecure {
+			how = "to a server whose certificate is not verified (insecure-skip-tls-verify)"
+		}
+		errs = append(errs, fmt.Errorf("upstream %s: auth=serviceaccount (the default) would send our ServiceAccount token, a credential for kube-apiserver, %s, where anyone on the path can read it: "+
+			"use https with ca-file= or cluster-ca, or auth=none, auth=token (a token of the upstream's own audience) or auth=cert, or auth=serviceaccount-insecure to send it anyway", sp.Name, how))
+	}
 	if (sp.Auth == AuthCert) != (sp.CertFile != "" && sp.KeyFile != "") || (sp.CertFile == "") != (sp.KeyFile == "") {
 		errs = append(errs, errors.New("auth=cert needs both cert-file and key-file, and they need auth=cert"))
 	}
@@ -162,12 +176,12 @@ func ParseSpec(api, s string) (Spec, error) {
 // RestConfig is the client-go configuration that reaches the upstream. kube is our kube-apiserver
 // client configuration (nil without a cluster); auth=serviceaccount and cluster-ca take from it.
 func (s Spec) RestConfig(kube *rest.Config) (*rest.Config, error) {
-	if kube == nil && (s.Auth == AuthServiceAccount || s.ClusterCA) {
+	if kube == nil && (s.Auth == AuthServiceAccount || s.Auth == AuthServiceAccountInsecure || s.ClusterCA) {
 		return nil, fmt.Errorf("upstream %s: auth=serviceaccount and cluster-ca need our cluster credentials (run in a pod or give --lister-kubeconfig); use auth=cert, auth=token or auth=none and ca-file", s.Name)
 	}
 	c := &rest.Config{}
 	switch s.Auth {
-	case AuthServiceAccount:
+	case AuthServiceAccount, AuthServiceAccountInsecure:
 		// Our own credentials, whatever form they take (in a pod: the projected token file,
 		// re-read as the kubelet rotates it); never the kube-apiserver's address or CA.
 		k := rest.CopyConfig(kube)

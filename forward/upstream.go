@@ -2,6 +2,8 @@ package forward
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,12 +12,14 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 )
 
@@ -33,6 +37,19 @@ type Upstream struct {
 	rt      http.RoundTripper
 	timeout time.Duration
 	list    atomic.Pointer[listing]
+
+	mu        sync.Mutex
+	tlsLogged string // the last TLS verification error logged, "" once a list succeeds
+}
+
+// logTLS says whether a TLS verification failure with this message is new (so to be logged);
+// msg "" resets it after a success.
+func (u *Upstream) logTLS(msg string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	changed := u.tlsLogged != msg
+	u.tlsLogged = msg
+	return changed && msg != ""
 }
 
 // listing is an upstream's last metric list and the outcome of the last attempt to read it.
@@ -59,6 +76,10 @@ func newUpstream(spec Spec, kube *rest.Config, timeout time.Duration) (*Upstream
 	base, err := url.Parse(spec.URL)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", spec.Name, err)
+	}
+	if spec.Auth == AuthServiceAccountInsecure && (base.Scheme == "http" || spec.Insecure) {
+		klog.InfoS("warning: upstream gets our ServiceAccount token, a credential for kube-apiserver, over a connection anyone on the path can read or intercept (auth=serviceaccount-insecure)",
+			"api", spec.API, "upstream", spec.Name, "url", spec.URL, "insecureSkipTLSVerify", spec.Insecure)
 	}
 	u := &Upstream{spec: spec, base: base, rt: rt, timeout: timeout}
 	u.list.Store(&listing{})
@@ -126,7 +147,7 @@ func (u *Upstream) read(ctx context.Context) ([]metav1.APIResource, error) {
 		req.Header.Set("Accept", "application/json")
 		resp, err := u.rt.RoundTrip(req)
 		if err != nil {
-			return nil, fmt.Errorf("listing %s: %w", ref.String(), timeoutError(ctx, err, u.timeout))
+			return nil, fmt.Errorf("listing %s: %w", ref.String(), u.explain(timeoutError(ctx, err, u.timeout)))
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 		_ = resp.Body.Close()
@@ -147,6 +168,29 @@ func (u *Upstream) read(ctx context.Context) ([]metav1.APIResource, error) {
 		return list.APIResources, nil
 	}
 	return nil, errors.Join(errs...)
+}
+
+// explain adds to a failed TLS verification what to give: the CA that signed the upstream's
+// certificate (KEDA's metrics server serves one of its own CA, which no system pool holds).
+func (u *Upstream) explain(err error) error {
+	var unverified *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	switch {
+	case errors.As(err, &host):
+		return fmt.Errorf("%w (upstream %s's certificate is not valid for the URL's host: give server-name= with a name it holds)", err, u.Name())
+	case errors.As(err, &unverified), errors.As(err, &unknown):
+		return fmt.Errorf("%w (upstream %s's certificate is not signed by a CA we trust: give that CA with ca-file= (KEDA: ca.crt of the kedaorg-certs Secret in keda) or cluster-ca)", err, u.Name())
+	}
+	return err
+}
+
+// tlsFailed says whether err is a failed verification of the upstream's certificate.
+func tlsFailed(err error) bool {
+	var unverified *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	return errors.As(err, &unverified) || errors.As(err, &unknown) || errors.As(err, &host)
 }
 
 // timeoutError names the bound when ctx ended the call.

@@ -31,7 +31,7 @@ func (o *Options) addForwardFlags(fs *pflag.FlagSet) {
 	if o.ForwardRefreshInterval == 0 {
 		o.ForwardRefreshInterval = defaultForwardRefresh
 	}
-	const keys = "URL[,key=value...]; keys: name, ca-file (CA verifying the upstream), cluster-ca (verify with the cluster CA), server-name, insecure-skip-tls-verify, catch-all (forward every metric nobody lists: KEDA lists no metric names), auth (serviceaccount: our ServiceAccount token, the default; cert with cert-file and key-file; token with token-file; none), identity (ours, the default, or impersonate: send the caller's identity as Impersonate-* headers). Repeatable; the first upstream that lists a metric answers it"
+	const keys = "URL[,key=value...]; keys: name, ca-file (CA verifying the upstream), cluster-ca (verify with the cluster CA), server-name, insecure-skip-tls-verify, catch-all (forward every metric nobody lists: KEDA lists no metric names), auth (serviceaccount: our ServiceAccount token, the default, only over https with a verified certificate; serviceaccount-insecure: also over http or insecure-skip-tls-verify, logged as a warning; cert with cert-file and key-file; token with token-file; none), identity (ours, the default, or impersonate: send the caller's identity as Impersonate-* headers). Repeatable; the first upstream that lists a metric answers it"
 	fs.StringArrayVar(&o.ForwardExternal, "forward-external", o.ForwardExternal,
 		"forward requests for external metrics we do not serve to the adapter that lists them (e.g. KEDA's metrics server): "+keys)
 	fs.StringArrayVar(&o.ForwardCustom, "forward-custom", o.ForwardCustom,
