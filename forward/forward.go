@@ -304,7 +304,7 @@ func name(t target) string {
 }
 
 // forward proxies r to u with the caller's path and query, returning u's status and body
-// unchanged. u sees our identity (see Spec.Auth), or the caller's with identity=impersonate.
+// unchanged and of its headers only those responseHeader keeps. u sees our identity (see Spec.Auth), or the caller's with identity=impersonate.
 // A call that fails or outlasts the timeout gets a 503 naming the upstream.
 func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, t target, u *Upstream) {
 	start := f.now()
@@ -335,7 +335,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, t target, u 
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			code = resp.StatusCode
-			resp.Header.Del("Audit-Id") // ours identifies the request in our audit log
+			resp.Header = responseHeader(resp.Header)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -348,6 +348,24 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, t target, u 
 	}
 	p.ServeHTTP(w, r.WithContext(ctx))
 	f.metrics.forwarded(t.api, u.Name(), code, f.now().Sub(start))
+}
+
+// responseHeader keeps of an upstream's answer's headers h only those that reach the caller: what
+// describes the body (Content-Type, Content-Encoding, Content-Length, Cache-Control) and the API
+// server's warnings (Warning), and adds X-Content-Type-Options: nosniff, as our own answers have.
+// All others are dropped: Retry-After (client-go retries a 5xx that has one up to 10 times, holding
+// the HPA's sync; our own 503s leave it out for that reason), Set-Cookie, WWW-Authenticate (a
+// challenge to us, not to the caller), Location, Audit-Id (ours identifies the request in our audit
+// log), and anything of the upstream's own.
+func responseHeader(h http.Header) http.Header {
+	out := http.Header{}
+	for _, k := range []string{"Content-Type", "Content-Encoding", "Content-Length", "Cache-Control", "Warning"} {
+		if v := h.Values(k); len(v) > 0 {
+			out[k] = v
+		}
+	}
+	out.Set("X-Content-Type-Options", "nosniff")
+	return out
 }
 
 // writeStatus answers a metav1.Status, as the API server's own errors are.

@@ -42,6 +42,7 @@ type fakeUpstream struct {
 	external []string
 	custom   []metav1.APIResource
 	answer   func(r *http.Request) (int, string)
+	header   http.Header // more headers of every metric answer
 
 	mu   sync.Mutex
 	seen []*http.Request
@@ -67,6 +68,9 @@ func newFakeUpstream(t testing.TB, external []string, custom []metav1.APIResourc
 			code, body := u.answer(r)
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Audit-Id", "upstream-audit-id")
+			for k, v := range u.header {
+				w.Header()[k] = v
+			}
 			w.WriteHeader(code)
 			_, _ = io.WriteString(w, body)
 			return
@@ -662,5 +666,44 @@ func TestUnverifiedUpstreamNamesTheCA(t *testing.T) {
 	}
 	if n := len(up.take()); n != 0 {
 		t.Errorf("the unverified upstream got %d requests through", n)
+	}
+}
+
+// TestUpstreamHeadersFiltered (review N14): only the allow-listed headers of an upstream's answer
+// reach the caller. A Retry-After on the upstream's 503 would make client-go retry it up to 10
+// times (what our own 503s avoid); Set-Cookie and the like have no business in a metrics answer.
+func TestUpstreamHeadersFiltered(t *testing.T) {
+	up := newFakeUpstream(t, []string{"keda_ext"}, nil)
+	up.header = http.Header{
+		"Retry-After":               {"1"},
+		"Set-Cookie":                {"session=upstream; Path=/"},
+		"Www-Authenticate":          {"Bearer"},
+		"Location":                  {"https://elsewhere.invalid/"},
+		"Strict-Transport-Security": {"max-age=1"},
+		"X-Upstream-Internal":       {"10.0.0.7"},
+		"Cache-Control":             {"no-cache, private"},
+		"Warning":                   {`299 - "custom.metrics.k8s.io/v1beta1 is deprecated"`},
+	}
+	f, err := New(ours{}, []Spec{spec(t, External, up.URL+",name=keda,ca-file="+caFile(t, up.Server))}, kube, 5*time.Second, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.RefreshAll(context.Background())
+	for _, code := range []int{http.StatusServiceUnavailable, http.StatusOK} {
+		up.answer = func(*http.Request) (int, string) { return code, `{"kind":"Status"}` }
+		rec := get(f.Wrap(inner), "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/keda_ext", nil)
+		if rec.Code != code {
+			t.Fatalf("%d: forwarded %d %s", code, rec.Code, rec.Body.String())
+		}
+		for _, k := range []string{"Retry-After", "Set-Cookie", "Www-Authenticate", "Location", "Strict-Transport-Security", "X-Upstream-Internal", "Audit-Id"} {
+			if v := rec.Header().Values(k); len(v) != 0 {
+				t.Errorf("%d: the upstream's %s passed through: %v", code, k, v)
+			}
+		}
+		for k, want := range map[string]string{"Content-Type": "application/json", "Cache-Control": "no-cache, private", "Warning": up.header.Get("Warning"), "X-Content-Type-Options": "nosniff"} {
+			if got := rec.Header().Get(k); got != want {
+				t.Errorf("%d: %s %q, want %q", code, k, got, want)
+			}
+		}
 	}
 }
