@@ -17,6 +17,7 @@ type catalog struct {
 	list     []provider.CustomMetricInfo
 	extList  []provider.ExternalMetricInfo
 	seq      uint64 // order of the rules and discovery snapshot it was built from
+	pending  bool   // a discovery selector of its rules was never listed (Provider.DiscoveryPending)
 }
 
 func newCatalog(metrics []*naming.Metric) *catalog {

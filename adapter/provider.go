@@ -55,8 +55,9 @@ type Provider struct {
 	rules atomic.Pointer[naming.Rules]
 	cat   atomic.Pointer[catalog]
 
-	mu         sync.Mutex            // guards discovered, series and builds
+	mu         sync.Mutex            // guards discovered, series, listedOnce and builds
 	discovered map[string]time.Time  // template series selector + "\x00" + series name → last seen
+	listedOnce map[string]bool       // discovery selectors (series queries prefixed "series\x00") listed at least once
 	series     map[string]seenSeries // for Rules.Series: query, name and label names → the series
 	wide       *wideStats            // series per namespace-wide answer, per metric and namespace
 	builds     uint64                // catalogs built so far; stamps each catalog with its snapshot order
@@ -86,7 +87,7 @@ func NewProvider(opts Options, rules *naming.Rules) *Provider {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	p := &Provider{opts: opts, discovered: map[string]time.Time{}, series: map[string]seenSeries{}, wide: newWideStats(4096)}
+	p := &Provider{opts: opts, discovered: map[string]time.Time{}, listedOnce: map[string]bool{}, series: map[string]seenSeries{}, wide: newWideStats(4096)}
 	p.SetRules(rules)
 	return p
 }
@@ -107,7 +108,9 @@ func (p *Provider) rebuild() {
 	p.builds++
 	seq := p.builds
 	metrics := slices.Clone(rules.Metrics)
+	pending := false
 	for _, t := range rules.Templates {
+		pending = pending || !p.listedOnce[t.Series]
 		prefix := t.Series + "\x00"
 		for key := range p.discovered {
 			if series, ok := strings.CutPrefix(key, prefix); ok {
@@ -121,6 +124,7 @@ func (p *Provider) rebuild() {
 		current := map[string]bool{}
 		for _, q := range rules.Series.SeriesQueries() {
 			current[q] = true
+			pending = pending || !p.listedOnce["series\x00"+q]
 		}
 		var listed []naming.SeriesLabels
 		for _, s := range p.series {
@@ -133,7 +137,7 @@ func (p *Provider) rebuild() {
 	}
 	p.mu.Unlock()
 	c := newCatalog(metrics)
-	c.seq = seq
+	c.seq, c.pending = seq, pending
 	if p.beforeStore != nil {
 		p.beforeStore()
 	}
@@ -170,6 +174,7 @@ func (p *Provider) Discover(ctx context.Context, lookback, maxAge time.Duration)
 		for _, n := range names {
 			p.discovered[t.Series+"\x00"+n] = now
 		}
+		p.listedOnce[t.Series] = true
 		p.mu.Unlock()
 	}
 	if rules.Series != nil {
@@ -183,6 +188,7 @@ func (p *Provider) Discover(ctx context.Context, lookback, maxAge time.Duration)
 			for _, s := range listed {
 				p.series[seriesKey(s)] = seenSeries{SeriesLabels: s, at: now}
 			}
+			p.listedOnce["series\x00"+q] = true
 			p.mu.Unlock()
 		}
 	}
@@ -622,6 +628,13 @@ func codeOf(err error) int {
 		return int(se.Status().Code)
 	}
 	return http.StatusInternalServerError
+}
+
+// DiscoveryPending reports whether a discovery selector of the current rules has not been listed
+// successfully yet: the lists may lack metrics that will be served (forwarding holds such names
+// back rather than hand them to an upstream).
+func (p *Provider) DiscoveryPending() bool {
+	return p.cat.Load().pending
 }
 
 // HasDiscovery reports whether any rule discovers its metrics, which may be listed only later.

@@ -560,3 +560,50 @@ func TestDiscoveryKeepsMetricsAcrossGaps(t *testing.T) {
 		t.Errorf("a failed relist dropped metrics: %s", got)
 	}
 }
+
+// TestDiscoveryPending: until each discovery selector of the current rules has been listed once,
+// the provider says its list may be incomplete (forwarding must not take its names for an
+// upstream's); a reload with the same selectors does not make it pending again, a new one does.
+func TestDiscoveryPending(t *testing.T) {
+	f := newFakeProm(t, func(string) ([]sample, error) { return nil, nil })
+	f.names = []string{"myapp_orders_total"}
+	q, err := NewPromClient(PrometheusConfig{URL: f.srv.URL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := testRules(t)
+	p := NewProvider(Options{Querier: q}, rules)
+	ctx := context.Background()
+	if !p.DiscoveryPending() {
+		t.Error("before the first discovery pass: not pending")
+	}
+	if err := p.Discover(ctx, time.Hour, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if p.DiscoveryPending() {
+		t.Error("after the first pass: still pending")
+	}
+	p.SetRules(testRules(t))
+	if p.DiscoveryPending() {
+		t.Error("after a reload with the same selectors: pending")
+	}
+	p.SetRules(&naming.Rules{})
+	if p.DiscoveryPending() {
+		t.Error("rules without discovery: pending")
+	}
+	changed := testRules(t)
+	tmpl := *changed.Templates[0]
+	tmpl.Series = `{__name__=~"newapp_.*_total"}`
+	changed.Templates = append(changed.Templates, &tmpl)
+	p.SetRules(changed)
+	if !p.DiscoveryPending() {
+		t.Error("after a reload with a new discovery selector: not pending")
+	}
+	f.srv.Close()
+	if err := p.Discover(ctx, time.Hour, 10*time.Minute); err == nil {
+		t.Fatal("discovery against a closed Prometheus did not fail")
+	}
+	if !p.DiscoveryPending() {
+		t.Error("after a failed pass: not pending")
+	}
+}

@@ -25,7 +25,16 @@ import (
 type Served interface {
 	ListAllMetrics() []provider.CustomMetricInfo
 	ListAllExternalMetrics() []provider.ExternalMetricInfo
+	// DiscoveryPending says the lists may lack discovered metrics: a discovery selector of the
+	// current rules has not been listed once yet.
+	DiscoveryPending() bool
 }
+
+// RecentlyServed is how long a metric promql-adapter listed stays routed to promql-adapter after
+// its list drops it (a relist that aged it out or failed, a reload until the next discovery pass):
+// an upstream that lists the same name gets it only after that, so the source of a metric does not
+// flip with our discovery. It is the default --series-max-age.
+const RecentlyServed = 10 * time.Minute
 
 // Forwarder routes the metrics API requests promql-adapter does not serve to the upstream
 // adapters that list them.
@@ -38,6 +47,16 @@ type Forwarder struct {
 	mu      sync.Mutex
 	logged  map[string]bool // clashes already logged
 	clashes []Clash
+
+	rmu          sync.Mutex
+	recentExt    map[string]time.Time // external metrics we listed → when last
+	recentCustom map[string]recent    // custom metrics we listed, by customKey
+}
+
+// recent is a custom metric we listed, and when last.
+type recent struct {
+	info provider.CustomMetricInfo
+	at   time.Time
 }
 
 // Clash is a metric two servers list; Winner answers it (promql-adapter's own metrics come first).
@@ -51,7 +70,8 @@ const Ours = "promql-adapter"
 // New builds a forwarder for the upstreams in specs. kube is our kube-apiserver client
 // configuration (nil without a cluster); timeout bounds every call to an upstream.
 func New(ours Served, specs []Spec, kube *rest.Config, timeout time.Duration, reg prometheus.Registerer) (*Forwarder, error) {
-	f := &Forwarder{ours: ours, upstreams: map[string][]*Upstream{}, now: time.Now, logged: map[string]bool{}}
+	f := &Forwarder{ours: ours, upstreams: map[string][]*Upstream{}, now: time.Now, logged: map[string]bool{},
+		recentExt: map[string]time.Time{}, recentCustom: map[string]recent{}}
 	seen := map[string]bool{}
 	for _, s := range specs {
 		if seen[s.API+"/"+s.Name] {
@@ -121,7 +141,67 @@ func (f *Forwarder) Refresh(ctx context.Context, api string, u *Upstream) {
 	default:
 		u.logTLS("")
 	}
+	f.noteOurs()
 	f.updateClashes()
+}
+
+// noteOurs records every metric promql-adapter lists now, and forgets those it has not listed for
+// RecentlyServed.
+func (f *Forwarder) noteOurs() {
+	now := f.now()
+	ext, custom := f.ours.ListAllExternalMetrics(), f.ours.ListAllMetrics()
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	for _, e := range ext {
+		f.recentExt[e.Metric] = now
+	}
+	for _, i := range custom {
+		f.recentCustom[customKey(i.GroupResource, i.Metric)] = recent{info: i, at: now}
+	}
+	for k, at := range f.recentExt {
+		if now.Sub(at) > RecentlyServed {
+			delete(f.recentExt, k)
+		}
+	}
+	for k, r := range f.recentCustom {
+		if now.Sub(r.at) > RecentlyServed {
+			delete(f.recentCustom, k)
+		}
+	}
+}
+
+// noteServed records that promql-adapter lists the metric t asks for.
+func (f *Forwarder) noteServed(t target) {
+	now := f.now()
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	if t.api == External {
+		f.recentExt[t.metric] = now
+		return
+	}
+	for _, i := range f.ours.ListAllMetrics() {
+		if i.Metric == t.metric && matchCustom([]provider.CustomMetricInfo{i}, nil, t.resource, t.metric) {
+			f.recentCustom[customKey(i.GroupResource, i.Metric)] = recent{info: i, at: now}
+		}
+	}
+}
+
+// recentlyOurs says whether promql-adapter listed the metric t asks for within RecentlyServed.
+func (f *Forwarder) recentlyOurs(t target) bool {
+	now := f.now()
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	if t.api == External {
+		at, ok := f.recentExt[t.metric]
+		return ok && now.Sub(at) <= RecentlyServed
+	}
+	var list []provider.CustomMetricInfo
+	for _, r := range f.recentCustom {
+		if r.info.Metric == t.metric && now.Sub(r.at) <= RecentlyServed {
+			list = append(list, r.info)
+		}
+	}
+	return matchCustom(list, nil, t.resource, t.metric)
 }
 
 // updateClashes finds the metrics listed by more than one server, counts them by upstream and
@@ -234,9 +314,10 @@ func (f *Forwarder) oursServe(t target) bool {
 	return matchCustom(f.ours.ListAllMetrics(), nil, t.resource, t.metric)
 }
 
-// Wrap routes metric requests around inner, the API handler: a metric promql-adapter serves goes
-// to inner; one it does not serve goes to the first upstream that lists it, else to the first
-// catch-all upstream. Install it inside the generic API server's handler chain
+// Wrap routes metric requests around inner, the API handler: a metric promql-adapter serves, or
+// listed within RecentlyServed, goes to inner; one it does not serve goes to the first upstream
+// that lists it, else to the first catch-all upstream, but gets a 503 while our discovery is
+// pending (it may yet be ours). Install it inside the generic API server's handler chain
 // (DefaultBuildHandlerChain's apiHandler), so that only callers our authentication and
 // authorization let through are forwarded.
 func (f *Forwarder) Wrap(inner http.Handler) http.Handler {
@@ -250,40 +331,60 @@ func (f *Forwarder) Wrap(inner http.Handler) http.Handler {
 			inner.ServeHTTP(w, r)
 			return
 		}
+		// Ours first (a clash included), and what we listed within RecentlyServed: a relist that
+		// aged a name out, or a reload, does not hand it to an upstream at once.
+		if f.oursServe(t) {
+			f.noteServed(t)
+			inner.ServeHTTP(w, r)
+			return
+		}
+		if f.recentlyOurs(t) {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		var to *Upstream
 		for _, u := range f.upstreams[t.api] {
 			if u.lists(t.api, t.resource, t.metric) {
-				if f.oursServe(t) {
-					break // a clash: ours answers
-				}
-				f.forward(w, r, t, u)
-				return
+				to = u
+				break
 			}
 		}
-		if !f.oursServe(t) {
+		if to == nil {
 			// Nobody lists it: a catch-all upstream (KEDA, which lists no metric names) answers it.
 			for _, u := range f.upstreams[t.api] {
 				if u.spec.CatchAll {
-					f.forward(w, r, t, u)
-					return
+					to = u
+					break
 				}
 			}
-			// An upstream whose list was never read may serve it: say so rather than answer a
-			// 404 that an HPA would take as final.
-			var unknown []string
-			for _, u := range f.upstreams[t.api] {
-				if l := u.list.Load(); !l.listed {
-					why := "not read yet"
-					if l.err != nil {
-						why = l.err.Error()
-					}
-					unknown = append(unknown, fmt.Sprintf("%s (%s)", u.Name(), why))
-				}
-			}
-			if len(unknown) > 0 {
+		}
+		if to != nil {
+			if f.ours.DiscoveryPending() {
+				// Our discovery may yet list it: forwarding now could answer with another
+				// query's value than ours later, so say it is not decided yet.
 				writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
-					fmt.Sprintf("%s metric %q is not served by promql-adapter, and the metric list of upstream %s could not be read yet", kind(t.api), name(t), strings.Join(unknown, ", ")))
+					fmt.Sprintf("%s metric %q is not listed yet: promql-adapter's metric discovery has not completed a pass since start or since its rules changed (discovery pending), so whether promql-adapter or upstream %s answers it is not decided yet", kind(t.api), name(t), to.Name()))
 				return
 			}
+			f.forward(w, r, t, to)
+			return
+		}
+		// An upstream whose list was never read may serve it: say so rather than answer a
+		// 404 that an HPA would take as final.
+		var unknown []string
+		for _, u := range f.upstreams[t.api] {
+			if l := u.list.Load(); !l.listed {
+				why := "not read yet"
+				if l.err != nil {
+					why = l.err.Error()
+				}
+				unknown = append(unknown, fmt.Sprintf("%s (%s)", u.Name(), why))
+			}
+		}
+		if len(unknown) > 0 {
+			writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
+				fmt.Sprintf("%s metric %q is not served by promql-adapter, and the metric list of upstream %s could not be read yet", kind(t.api), name(t), strings.Join(unknown, ", ")))
+			return
 		}
 		inner.ServeHTTP(w, r)
 	})

@@ -31,6 +31,8 @@ func (ours) ListAllMetrics() []provider.CustomMetricInfo {
 	return []provider.CustomMetricInfo{{GroupResource: schema.GroupResource{Resource: "pods"}, Namespaced: true, Metric: "ours_custom"}}
 }
 
+func (ours) DiscoveryPending() bool { return false }
+
 func (ours) ListAllExternalMetrics() []provider.ExternalMetricInfo {
 	return []provider.ExternalMetricInfo{{Metric: "ours_ext"}, {Metric: "clash_ext"}}
 }
@@ -79,6 +81,12 @@ func newFakeUpstream(t testing.TB, external []string, custom []metav1.APIResourc
 	}))
 	t.Cleanup(u.Close)
 	return u
+}
+
+func (u *fakeUpstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.seen)
 }
 
 func (u *fakeUpstream) last() *http.Request {
@@ -705,5 +713,118 @@ func TestUpstreamHeadersFiltered(t *testing.T) {
 				t.Errorf("%d: %s %q, want %q", code, k, got, want)
 			}
 		}
+	}
+}
+
+// served is a Served whose lists and discovery state the test changes.
+type served struct {
+	mu       sync.Mutex
+	pending  bool
+	external []string
+	custom   []provider.CustomMetricInfo
+}
+
+func (s *served) set(pending bool, external []string, custom []provider.CustomMetricInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending, s.external, s.custom = pending, external, custom
+}
+
+func (s *served) ListAllMetrics() []provider.CustomMetricInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.custom
+}
+
+func (s *served) ListAllExternalMetrics() []provider.ExternalMetricInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []provider.ExternalMetricInfo
+	for _, m := range s.external {
+		out = append(out, provider.ExternalMetricInfo{Metric: m})
+	}
+	return out
+}
+
+func (s *served) DiscoveryPending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending
+}
+
+// TestRoutingFollowsWhatWeServed (review N8): a name both we and an upstream serve must not flip to
+// the upstream while our list is incomplete. Before our first discovery pass a name an upstream
+// lists (or a catch-all upstream would get) is answered 503 "not listed yet", not forwarded; a
+// name we served stays ours for RecentlyServed after our list drops it (a failed or aged relist),
+// and only then goes to the upstream.
+func TestRoutingFollowsWhatWeServed(t *testing.T) {
+	up := newFakeUpstream(t, []string{"m_ext"}, []metav1.APIResource{{Name: "pods/m_custom", Namespaced: true}})
+	keda := newFakeUpstream(t, []string{"externalmetrics"}, nil)
+	up.answer = func(*http.Request) (int, string) { return 200, "upstream" }
+	keda.answer = func(*http.Request) (int, string) { return 200, "keda" }
+	ca, kedaCA := caFile(t, up.Server), caFile(t, keda.Server)
+	ours := &served{pending: true}
+	f, err := New(ours, []Spec{
+		spec(t, External, up.URL+",name=up,ca-file="+ca),
+		spec(t, External, keda.URL+",name=keda,ca-file="+kedaCA+",catch-all"),
+		spec(t, Custom, up.URL+",name=up,ca-file="+ca),
+	}, kube, 5*time.Second, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1700000000, 0)
+	f.now = func() time.Time { return now }
+	f.RefreshAll(context.Background())
+	h := f.Wrap(inner)
+	const (
+		ext    = "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/m_ext"
+		custom = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/m_custom"
+		other  = "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/s0-prometheus"
+	)
+	mine := []provider.CustomMetricInfo{{GroupResource: schema.GroupResource{Resource: "pods"}, Namespaced: true, Metric: "m_custom"}}
+	step := func(when string, want map[string]string) {
+		t.Helper()
+		for path, w := range want {
+			before := up.count() + keda.count()
+			rec := get(h, path, nil)
+			got := rec.Body.String()
+			switch w {
+			case "ours":
+				if rec.Code != 299 {
+					t.Errorf("%s: %s answered %d %q, want ours", when, path, rec.Code, got)
+				}
+			case "pending":
+				if rec.Code != 503 || !strings.Contains(got, "not listed yet") || !strings.Contains(got, "discovery") {
+					t.Errorf("%s: %s answered %d %q, want 503 not listed yet", when, path, rec.Code, got)
+				}
+			default:
+				if rec.Code != 200 || got != w {
+					t.Errorf("%s: %s answered %d %q, want %s's", when, path, rec.Code, got, w)
+				}
+			}
+			if asked := up.count() + keda.count() - before; (w == "ours" || w == "pending") && asked != 0 {
+				t.Errorf("%s: %s was forwarded", when, path)
+			}
+		}
+	}
+	step("before our first discovery pass", map[string]string{ext: "pending", custom: "pending", other: "pending"})
+	ours.set(false, []string{"m_ext"}, mine)
+	step("ours listed", map[string]string{ext: "ours", custom: "ours", other: "keda"})
+	f.RefreshAll(context.Background())
+	now = now.Add(time.Minute)
+	ours.set(false, nil, nil) // a relist aged them out (or a reload dropped them until the next pass)
+	f.RefreshAll(context.Background())
+	step("a minute after our list dropped them", map[string]string{ext: "ours", custom: "ours", other: "keda"})
+	now = now.Add(RecentlyServed - 90*time.Second) // 30 s before RecentlyServed has passed since we last listed them
+	step("just within RecentlyServed", map[string]string{ext: "ours", custom: "ours"})
+	now = now.Add(time.Minute)
+	step("past RecentlyServed", map[string]string{ext: "upstream", custom: "upstream", other: "keda"})
+	// Names we never served and a pass still pending after a reload: 503, never forwarded.
+	ours.set(true, nil, nil)
+	step("pending again", map[string]string{ext: "pending", other: "pending"})
+	rec := httptest.NewRecorder()
+	f.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz/forward", nil))
+	if !strings.Contains(rec.Body.String(), "discovery pending") {
+		t.Errorf("/readyz/forward does not say our discovery is pending:\n%s", rec.Body.String())
 	}
 }

@@ -99,6 +99,12 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 			b.WriteString("\n")
 		}
 	}
+	if f.ours.DiscoveryPending() {
+		b.WriteString("promql-adapter's discovery pending: metrics that only upstreams list get a 503 until its pass completes\n")
+	}
+	f.rmu.Lock()
+	fmt.Fprintf(&b, "%d metrics listed by promql-adapter within %s stay routed to it\n", len(f.recentExt)+len(f.recentCustom), RecentlyServed)
+	f.rmu.Unlock()
 	clashes := f.Clashes()
 	fmt.Fprintf(&b, "%d clashes\n", len(clashes))
 	for _, c := range clashes {
