@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/common/config"
+	"k8s.io/klog/v2"
 )
 
 // fakeVerbProm is a Prometheus API that records the method of each call and may refuse some:
@@ -144,5 +147,46 @@ func TestPrometheusVerb(t *testing.T) {
 				t.Errorf("later calls %v: %d POSTs, want %d of 5", later, n, tc.laterPosts)
 			}
 		})
+	}
+}
+
+// TestPrometheusVerbFallbackLoggedOnce: the fallback to GET is logged once, at info level, however
+// many calls follow.
+func TestPrometheusVerbFallbackLoggedOnce(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	klog.SetLogger(funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, prefix+" "+args)
+	}, funcr.Options{}))
+	t.Cleanup(klog.ClearLogger)
+	srv := httptest.NewServer(&fakeVerbProm{refuse: http.StatusMethodNotAllowed})
+	defer srv.Close()
+	c, err := NewPromClient(PrometheusConfig{URL: srv.URL, HTTP: config.DefaultHTTPClientConfig}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Query(context.Background(), fmt.Sprintf("up + %d", i)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, l := range lines {
+		if strings.Contains(l, "Prometheus refused a POST; queries and discovery go by GET from now on") && strings.Contains(l, `"status"=405`) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d fallback lines, want 1:\n%s", n, strings.Join(lines, "\n"))
 	}
 }

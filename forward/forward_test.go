@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 )
 
@@ -826,5 +828,50 @@ func TestRoutingFollowsWhatWeServed(t *testing.T) {
 	f.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz/forward", nil))
 	if !strings.Contains(rec.Body.String(), "discovery pending") {
 		t.Errorf("/readyz/forward does not say our discovery is pending:\n%s", rec.Body.String())
+	}
+}
+
+// TestCredentialWarningsLogged: auth=serviceaccount-insecure is logged as a warning at start, naming
+// the upstream; an unverified certificate is logged at the default level once, not on every refresh.
+func TestCredentialWarningsLogged(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	klog.SetLogger(funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, prefix+" "+args)
+	}, funcr.Options{}))
+	t.Cleanup(klog.ClearLogger)
+	count := func(substrings ...string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+	line:
+		for _, l := range lines {
+			for _, s := range substrings {
+				if !strings.Contains(l, s) {
+					continue line
+				}
+			}
+			n++
+		}
+		return n
+	}
+	plain, unverified := newTokenRecorder(t, false), newTokenRecorder(t, true)
+	f, err := New(ours{}, []Spec{
+		spec(t, External, plain.URL+",name=plain,auth=serviceaccount-insecure"),
+		spec(t, Custom, unverified.URL+",name=keda"),
+	}, kube, 5*time.Second, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count("warning: upstream gets our ServiceAccount token", `"upstream"="plain"`); n != 1 {
+		t.Errorf("auth=serviceaccount-insecure: %d warnings, want 1:\n%s", n, strings.Join(lines, "\n"))
+	}
+	for range 3 {
+		f.RefreshAll(context.Background())
+	}
+	if n := count("upstream's certificate not verified", `"upstream"="keda"`, "ca-file="); n != 1 {
+		t.Errorf("unverified upstream: %d lines after 3 refreshes, want 1:\n%s", n, strings.Join(lines, "\n"))
 	}
 }
