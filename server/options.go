@@ -82,6 +82,8 @@ func NewOptions() *Options {
 		InformerSyncTimeout:  adapter.DefaultSyncTimeout,
 	}
 	o.Server.SecureServing.ServerCert.CertDirectory = "" // self-signed certs stay in memory unless --cert-dir is given
+	// /debug/pprof and /debug/flags only when asked for (--profiling).
+	o.Server.Features.EnableProfiling, o.Server.Features.EnableContentionProfiling = false, false
 	// /livez and /readyz stay open (the generic server's default); /metrics and /readyz/rules need
 	// delegated authorization, as on Kubernetes components.
 	return o

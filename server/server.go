@@ -16,6 +16,7 @@ import (
 	"k8s.io/apiserver/pkg/features"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
@@ -221,7 +222,7 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects
 	if err := so.Audit.ApplyTo(&cfg.Config); err != nil {
 		return nil, err
 	}
-	if err := so.Features.ApplyTo(&cfg.Config, nil, nil); err != nil { // --profiling, --contention-profiling
+	if err := applyFeatures(so.Features, &cfg.Config); err != nil {
 		return nil, err
 	}
 	defs := func(ref openapicommon.ReferenceCallback) map[string]openapicommon.OpenAPIDefinition {
@@ -277,6 +278,18 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects
 	}
 	srv.GenericAPIServer.Handler.NonGoRestfulMux.Handle("/readyz/rules", rf)
 	return srv, nil
+}
+
+// applyFeatures applies --profiling, --contention-profiling and --debug-socket-path.
+// --enable-priority-and-fairness is not implemented: kube-apiserver, which every request passes
+// first, already applies API Priority and Fairness; the flag says so in one log line.
+func applyFeatures(f *genericoptions.FeatureOptions, cfg *genericapiserver.Config) error {
+	g := *f
+	if g.EnablePriorityAndFairness {
+		klog.InfoS("--enable-priority-and-fairness does nothing in promql-adapter: kube-apiserver in front of it applies API Priority and Fairness; the generic max-in-flight limits apply here instead")
+		g.EnablePriorityAndFairness = false
+	}
+	return g.ApplyTo(cfg, nil, nil)
 }
 
 // loopbackAuthenticator trusts any client connecting from a loopback address (--trust-loopback).
