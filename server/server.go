@@ -270,6 +270,8 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects
 		return nil, err
 	}
 	if io, ok := objects.(*adapter.InformerObjects); ok {
+		// Only the first sync of the caches present at start, bounded by ReadyTimeout; after that an
+		// unsynced cache fails only the requests that need it (adapter.InformerObjects.Unsynced).
 		if err := srv.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("object-caches", func(*http.Request) error {
 			return io.Unsynced()
 		})); err != nil {
@@ -322,5 +324,7 @@ func installResourceMetrics(ctx context.Context, srv *apiserver.CustomMetricsAda
 		return err
 	}
 	nl, synced := io.Lister(nodes)
-	return resourcemetrics.Install(srv.GenericAPIServer, rp, resourcemetrics.NewPodCache(ctx, cs), &resourcemetrics.NodeCache{Lister: nl, Synced: synced})
+	pods := resourcemetrics.NewPodCache(ctx, cs)
+	io.GateOn("pods (metrics.k8s.io)", pods.HasSynced) // the nodes cache is one of io's
+	return resourcemetrics.Install(srv.GenericAPIServer, rp, pods, &resourcemetrics.NodeCache{Lister: nl, Synced: synced})
 }
