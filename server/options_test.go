@@ -118,6 +118,11 @@ func TestProfilingOffByDefault(t *testing.T) {
 // adapter does not implement (kube-apiserver in front of it already applies APF), starts the server
 // and says in one log line that it does nothing.
 func TestPriorityAndFairnessFlagSaysItIsIgnored(t *testing.T) {
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	NewOptions().AddFlags(fs)
+	if u := fs.Lookup("enable-priority-and-fairness").Usage; !strings.HasPrefix(u, "does nothing") {
+		t.Errorf("--help promises what the flag does not do: %q", u)
+	}
 	for _, set := range []bool{false, true} {
 		logs := captureLog(t)
 		o := NewOptions()
