@@ -325,7 +325,9 @@ func TestPodMetricsAllNamespacesBounded(t *testing.T) {
 			if len(q.queries) > tc.maxQueries {
 				t.Errorf("%d queries for %d pods in %d namespaces; want at most %d", len(q.queries), len(pods), tc.namespaces, tc.maxQueries)
 			}
+			longest := 0
 			for _, s := range q.queries {
+				longest = max(longest, len(s))
 				if len(s) > tc.maxQueryLen {
 					t.Errorf("a query of %d bytes; want at most %d: %.200s...", len(s), tc.maxQueryLen, s)
 				}
@@ -333,6 +335,7 @@ func TestPodMetricsAllNamespacesBounded(t *testing.T) {
 			if len(got) != len(pods) {
 				t.Fatalf("%d pods answered, want %d", len(got), len(pods))
 			}
+			t.Logf("%d pods in %d namespaces: %d queries, the longest %d bytes", len(pods), tc.namespaces, len(q.queries), longest)
 		})
 	}
 }
