@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
@@ -26,6 +27,9 @@ import (
 // DefaultSyncTimeout bounds how long a request waits for an object cache's first sync.
 const DefaultSyncTimeout = 5 * time.Second
 
+// DefaultReadyTimeout bounds how long /readyz waits for the first sync of the caches started with the server.
+const DefaultReadyTimeout = 30 * time.Second
+
 // Objects lists the objects a request selects.
 type Objects interface {
 	// Names returns the names of the objects of res in namespace that match sel,
@@ -33,22 +37,34 @@ type Objects interface {
 	Names(ctx context.Context, res naming.Resource, namespace string, sel labels.Selector) (names []string, total int, err error)
 }
 
-// InformerObjects answers Objects from metadata-only shared informers, so no request lists from the API server.
+// InformerObjects answers Objects from metadata-only informers, one per resource, so no request
+// lists from the API server. A resource's informer starts on first use and stops when a Warm no
+// longer names it.
 type InformerObjects struct {
 	// SyncTimeout bounds a request's wait for a cache's first sync (DefaultSyncTimeout when 0);
 	// set it before first use.
 	SyncTimeout time.Duration
+	// ReadyTimeout bounds how long Unsynced holds readiness back for the caches' first sync
+	// (DefaultReadyTimeout when 0), counted from NewInformerObjects.
+	ReadyTimeout time.Duration
 
-	factory metadatainformer.SharedInformerFactory
-	stop    <-chan struct{}
+	client  metadata.Interface
+	resync  time.Duration
+	base    context.Context // every informer stops with it
+	created time.Time
+
 	mu      sync.Mutex
 	started map[schema.GroupVersionResource]*cacheState
+	extra   map[string]cache.InformerSynced // other caches readiness waits for (GateOn)
+	ready   bool                            // the readiness gate has opened for good
 }
 
 // cacheState is one resource's informer and the last error its list or watch met.
 type cacheState struct {
 	lister cache.GenericLister
 	synced cache.InformerSynced
+	stop   context.CancelFunc
+	pinned bool // handed out by Lister: kept when rules stop naming the resource
 	mu     sync.Mutex
 	err    error // last list or watch error
 }
@@ -62,17 +78,34 @@ func (c *cacheState) lastErr() error {
 // NewInformerObjects watches object metadata through client; informers start on first use and stop with ctx.
 func NewInformerObjects(ctx context.Context, client metadata.Interface, resync time.Duration) *InformerObjects {
 	return &InformerObjects{
-		SyncTimeout: DefaultSyncTimeout,
-		factory:     metadatainformer.NewSharedInformerFactory(client, resync),
-		stop:        ctx.Done(),
-		started:     map[schema.GroupVersionResource]*cacheState{},
+		SyncTimeout:  DefaultSyncTimeout,
+		ReadyTimeout: DefaultReadyTimeout,
+		client:       client,
+		resync:       resync,
+		base:         ctx,
+		created:      time.Now(),
+		started:      map[schema.GroupVersionResource]*cacheState{},
+		extra:        map[string]cache.InformerSynced{},
 	}
 }
 
-// Warm starts the informers for the resources that rules describe, so the first request finds a filled cache.
+// Warm starts the informers for the resources that rules describe, so the first request finds a
+// filled cache, and stops those of resources no longer named (unless Lister handed them out).
 func (o *InformerObjects) Warm(resources []naming.Resource) {
+	keep := map[schema.GroupVersionResource]bool{}
 	for _, r := range resources {
-		o.cache(gvr(r))
+		g := gvr(r)
+		keep[g] = true
+		o.cache(g)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for g, c := range o.started {
+		if !keep[g] && !c.pinned {
+			c.stop()
+			delete(o.started, g)
+			klog.InfoS("object cache stopped: no rule names its resource any more", "resource", g.GroupResource())
+		}
 	}
 }
 
@@ -86,9 +119,11 @@ func (o *InformerObjects) cache(g schema.GroupVersionResource) *cacheState {
 	if c, ok := o.started[g]; ok {
 		return c
 	}
-	inf := o.factory.ForResource(g)
-	c := &cacheState{lister: inf.Lister(), synced: inf.Informer().HasSynced}
-	// Both must be set before the informer starts; the factory creates it just above.
+	inf := metadatainformer.NewFilteredMetadataInformer(o.client, g, metav1.NamespaceAll, o.resync,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, nil)
+	ctx, stop := context.WithCancel(o.base)
+	c := &cacheState{lister: inf.Lister(), synced: inf.Informer().HasSynced, stop: stop}
+	// Both must be set before the informer starts.
 	if err := inf.Informer().SetTransform(stripMetadata); err != nil {
 		klog.ErrorS(err, "object cache keeps full metadata", "resource", g)
 	}
@@ -101,7 +136,7 @@ func (o *InformerObjects) cache(g schema.GroupVersionResource) *cacheState {
 		klog.ErrorS(err, "object cache list/watch errors are only logged", "resource", g)
 	}
 	o.started[g] = c
-	o.factory.Start(o.stop)
+	go inf.Informer().RunWithContext(ctx)
 	return c
 }
 
@@ -120,7 +155,9 @@ func stripMetadata(obj any) (any, error) {
 	return m, nil
 }
 
-// Names implements Objects. It waits for the informer's first sync, bounded by ctx and SyncTimeout.
+// Names implements Objects. While a cache has not synced it waits, bounded by ctx and SyncTimeout,
+// until it syncs or its list or watch fails; a failed cache answers at once with the cause (its
+// informer keeps retrying in the background), so requests for it do not pile up.
 func (o *InformerObjects) Names(ctx context.Context, res naming.Resource, namespace string, sel labels.Selector) ([]string, int, error) {
 	c := o.cache(gvr(res))
 	if !c.synced() {
@@ -128,10 +165,11 @@ func (o *InformerObjects) Names(ctx context.Context, res naming.Resource, namesp
 		if timeout <= 0 {
 			timeout = DefaultSyncTimeout
 		}
-		wctx, cancel := context.WithTimeout(ctx, timeout)
-		ok := cache.WaitForCacheSync(wctx.Done(), c.synced)
-		cancel()
-		if !ok {
+		// The poll's own error (ctx or SyncTimeout ended) says less than the cache's state below.
+		_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+			return c.synced() || c.lastErr() != nil, nil
+		})
+		if !c.synced() {
 			return nil, 0, notSynced(res, c.lastErr(), timeout)
 		}
 	}
@@ -158,11 +196,22 @@ func (o *InformerObjects) Names(ctx context.Context, res naming.Resource, namesp
 	return names, len(all), nil
 }
 
-// Lister returns the shared metadata informer's lister for res, starting it on first use, so
-// other APIs (metrics.k8s.io) read the same cache.
+// Lister returns the metadata informer's lister for res, starting it on first use, so other APIs
+// (metrics.k8s.io) read the same cache. It is never stopped by Warm.
 func (o *InformerObjects) Lister(res naming.Resource) (cache.GenericLister, cache.InformerSynced) {
 	c := o.cache(gvr(res))
+	o.mu.Lock()
+	c.pinned = true
+	o.mu.Unlock()
 	return c.lister, c.synced
+}
+
+// GateOn makes Unsynced wait, within ReadyTimeout, for another cache's first sync too (such as
+// metrics.k8s.io's pod cache).
+func (o *InformerObjects) GateOn(name string, synced cache.InformerSynced) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.extra[name] = synced
 }
 
 // notSynced explains why a cache has not synced: a missing permission by name, else the last error.
@@ -173,18 +222,25 @@ func notSynced(res naming.Resource, err error, waited time.Duration) error {
 		return fmt.Errorf("the %s cache has not synced: the adapter may not list and watch %s (grant list and watch on resource %q in API group %q to its service account): %w",
 			gr, gr, gr.Resource, gr.Group, err)
 	case err != nil:
-		return fmt.Errorf("the %s cache has not synced within %s: %w", gr, waited, err)
+		return fmt.Errorf("the %s cache has not synced: its list or watch failed (retried in the background): %w", gr, err)
 	default:
 		return fmt.Errorf("the %s cache has not synced within %s", gr, waited)
 	}
 }
 
-// Unsynced reports the caches that have not synced yet and are still trying, for /readyz. A cache
-// refused by RBAC or for a resource the API server does not serve is left out: waiting does not
-// help it, and every request for it gets a 503 that names the cause.
+// Unsynced is /readyz's object-caches check. It reports the caches that have not synced yet and
+// are still trying, but only until ReadyTimeout after start (or until all have synced, whichever
+// comes first); after that it never fails again, so one resource whose list keeps failing (a CRD's
+// conversion webhook down, an aggregated API answering 503) cannot take every replica, and with
+// them the whole APIService, out of service: only the requests that need that cache fail, with a
+// 503 naming the cause (Names). A cache refused by RBAC or for a resource the API server does not
+// serve is never waited for.
 func (o *InformerObjects) Unsynced() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.ready {
+		return nil
+	}
 	var out []string
 	for g, c := range o.started {
 		if c.synced() {
@@ -199,9 +255,38 @@ func (o *InformerObjects) Unsynced() error {
 			out = append(out, fmt.Sprintf("%s (%v)", g.GroupResource(), err))
 		}
 	}
-	if len(out) == 0 {
-		return nil
+	for name, synced := range o.extra {
+		if !synced() {
+			out = append(out, name)
+		}
 	}
 	sort.Strings(out)
+	timeout := o.ReadyTimeout
+	if timeout <= 0 {
+		timeout = DefaultReadyTimeout
+	}
+	switch {
+	case len(out) == 0:
+		o.ready = true
+		klog.InfoS("object caches synced")
+		return nil
+	case time.Since(o.created) >= timeout:
+		o.ready = true
+		klog.InfoS("readiness no longer waits for object caches; requests that need them get a 503 naming the cause until they sync",
+			"waited", timeout, "unsynced", out)
+		return nil
+	}
 	return errors.New("object caches not synced: " + strings.Join(out, ", "))
+}
+
+// Running lists the resources whose caches run, sorted.
+func (o *InformerObjects) Running() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]string, 0, len(o.started))
+	for g := range o.started {
+		out = append(out, g.GroupResource().String())
+	}
+	sort.Strings(out)
+	return out
 }

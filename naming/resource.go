@@ -54,15 +54,19 @@ type ResourceRules struct {
 // ResourceQuery is one quantity's compiled queries and the labels its results carry.
 type ResourceQuery struct {
 	NSLabel, PodLabel, ContainerLabel, NodeLabel string
+	// MultiNamespace reports that a query over several namespaces (PodsIn) keeps NSLabel in its
+	// results, so one query can serve pods of several namespaces.
+	MultiNamespace bool
 
-	container, node string                                                 // native: parsed and re-printed PromQL
-	pods            func(namespace string, names []string) (string, error) // rendered formats
+	container, node string                                                    // native: parsed and re-printed PromQL
+	pods            func(namespaces []string, names []string) (string, error) // rendered formats
 	nodes           func(names []string) (string, error)
 }
 
 // NewRenderedResourceQuery returns a ResourceQuery whose text another rule format renders (prometheus-adapter templates).
-// nodes may be nil when the format serves no node query.
-func NewRenderedResourceQuery(q ResourceQuery, pods func(string, []string) (string, error), nodes func([]string) (string, error)) *ResourceQuery {
+// pods gets the namespaces (none: every namespace) and the pod names (nil: every pod); nodes may be nil when the
+// format serves no node query.
+func NewRenderedResourceQuery(q ResourceQuery, pods func([]string, []string) (string, error), nodes func([]string) (string, error)) *ResourceQuery {
 	q.pods, q.nodes = pods, nodes
 	return &q
 }
@@ -73,12 +77,27 @@ func (q *ResourceQuery) HasNodes() bool { return q.nodes != nil || q.node != "" 
 // Pods returns the per-container query for the pods named in namespace. namespace "" is every
 // namespace; names nil is every pod (the caller keeps the pods it wants).
 func (q *ResourceQuery) Pods(namespace string, names []string) (string, error) {
+	var nss []string
+	if namespace != "" {
+		nss = []string{namespace}
+	}
+	return q.PodsIn(nss, names)
+}
+
+// PodsIn returns the per-container query for the pods named in the given namespaces (none: every
+// namespace); names nil is every pod of them. Over several namespaces, results carry NSLabel only
+// when MultiNamespace.
+func (q *ResourceQuery) PodsIn(namespaces []string, names []string) (string, error) {
 	if q.pods != nil {
-		return q.pods(namespace, names)
+		return q.pods(namespaces, names)
 	}
 	var ms []*labels.Matcher
-	if namespace != "" {
-		ms = append(ms, &labels.Matcher{Type: labels.MatchEqual, Name: q.NSLabel, Value: namespace})
+	if len(namespaces) > 0 {
+		nm, err := namesMatcher(q.NSLabel, namespaces)
+		if err != nil {
+			return "", err
+		}
+		ms = append(ms, nm)
 	}
 	return inject(q.container, q.PodLabel, names, ms)
 }
@@ -162,6 +181,7 @@ func CompileResources(c *ResourceConfig) (*ResourceRules, error) {
 				}
 			}
 			q.container = expr.String()
+			q.MultiNamespace = true // it keeps NSLabel (checked above)
 			if part.name == "cpu" {
 				cpuContainer = expr
 			}
@@ -206,4 +226,14 @@ func or(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// KeepsLabel reports, as an error, a query whose outermost aggregation drops label; an unparsable
+// query is an error too.
+func KeepsLabel(query, label string) error {
+	expr, err := parser.NewParser(parser.Options{}).ParseExpr(query)
+	if err != nil {
+		return fmt.Errorf("query does not parse: %w", err)
+	}
+	return checkKeeps(expr, label)
 }

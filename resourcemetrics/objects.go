@@ -3,6 +3,7 @@ package resourcemetrics
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,10 +14,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 	"k8s.io/metrics/pkg/apis/metrics"
 )
 
-// syncWait bounds how long a request waits for a cache's first sync.
+// syncWait bounds how long a request waits for a cache's first sync, within its own context.
 const syncWait = 10 * time.Second
 
 // PodCache lists pods from a shared informer whose objects keep only what PodMetrics needs:
@@ -24,6 +26,8 @@ const syncWait = 10 * time.Second
 type PodCache struct {
 	lister listersv1.PodLister
 	synced cache.InformerSynced
+	mu     sync.Mutex
+	err    error // the last list or watch error
 }
 
 // NewPodCache watches pods through client until ctx ends.
@@ -31,8 +35,49 @@ func NewPodCache(ctx context.Context, client kubernetes.Interface) *PodCache {
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(StripPod))
 	inf := f.Core().V1().Pods()
 	c := &PodCache{lister: inf.Lister(), synced: inf.Informer().HasSynced}
+	if err := inf.Informer().SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		c.mu.Lock()
+		c.err = err
+		c.mu.Unlock()
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	}); err != nil {
+		klog.ErrorS(err, "pod cache list/watch errors are only logged")
+	}
 	f.Start(ctx.Done())
 	return c
+}
+
+// HasSynced reports whether the cache has synced once (for /readyz).
+func (c *PodCache) HasSynced() bool { return c.synced() }
+
+func (c *PodCache) lastErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// waitSynced waits for synced within ctx and syncWait; what, err name the cache and its last error.
+func waitSynced(ctx context.Context, what string, synced cache.InformerSynced, lastErr func() error) error {
+	if synced() {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, syncWait)
+	defer cancel()
+	if cache.WaitForCacheSync(wctx.Done(), synced) {
+		return nil
+	}
+	msg := fmt.Sprintf("the %s cache has not synced", what)
+	if ctx.Err() == nil {
+		msg += fmt.Sprintf(" within %s", syncWait)
+	}
+	if err := lastErr(); err != nil {
+		msg += fmt.Sprintf(": its list or watch failed: %v", err)
+	}
+	return apierrors.NewServiceUnavailable(msg)
+}
+
+func (c *PodCache) wait(ctx context.Context) error {
+	return waitSynced(ctx, "pods", c.synced, c.lastErr)
 }
 
 // StripPod is the informer transform: a pod reduced to name, namespace, labels, node and container names.
@@ -52,18 +97,9 @@ func StripPod(obj any) (any, error) {
 	return out, nil
 }
 
-func (c *PodCache) wait() error {
-	ctx, cancel := context.WithTimeout(context.Background(), syncWait)
-	defer cancel()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced) {
-		return fmt.Errorf("the pods cache has not synced within %s", syncWait)
-	}
-	return nil
-}
-
 // Pods implements PodLister.
-func (c *PodCache) Pods(namespace string, sel labels.Selector) ([]*corev1.Pod, error) {
-	if err := c.wait(); err != nil {
+func (c *PodCache) Pods(ctx context.Context, namespace string, sel labels.Selector) ([]*corev1.Pod, error) {
+	if err := c.wait(ctx); err != nil {
 		return nil, err
 	}
 	if namespace == "" {
@@ -73,9 +109,9 @@ func (c *PodCache) Pods(namespace string, sel labels.Selector) ([]*corev1.Pod, e
 }
 
 // Pod implements PodLister.
-func (c *PodCache) Pod(namespace, name string) (*corev1.Pod, error) {
-	if err := c.wait(); err != nil {
-		return nil, apierrors.NewServiceUnavailable(err.Error())
+func (c *PodCache) Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	if err := c.wait(ctx); err != nil {
+		return nil, err
 	}
 	p, err := c.lister.Pods(namespace).Get(name)
 	if err != nil {
@@ -90,18 +126,13 @@ type NodeCache struct {
 	Synced cache.InformerSynced
 }
 
-func (c *NodeCache) wait() error {
-	ctx, cancel := context.WithTimeout(context.Background(), syncWait)
-	defer cancel()
-	if !cache.WaitForCacheSync(ctx.Done(), c.Synced) {
-		return fmt.Errorf("the nodes cache has not synced within %s", syncWait)
-	}
-	return nil
+func (c *NodeCache) wait(ctx context.Context) error {
+	return waitSynced(ctx, "nodes", c.Synced, func() error { return nil })
 }
 
 // Nodes implements NodeLister.
-func (c *NodeCache) Nodes(sel labels.Selector) ([]*metav1.PartialObjectMetadata, bool, error) {
-	if err := c.wait(); err != nil {
+func (c *NodeCache) Nodes(ctx context.Context, sel labels.Selector) ([]*metav1.PartialObjectMetadata, bool, error) {
+	if err := c.wait(ctx); err != nil {
 		return nil, false, err
 	}
 	objs, err := c.Lister.List(sel)
@@ -118,9 +149,9 @@ func (c *NodeCache) Nodes(sel labels.Selector) ([]*metav1.PartialObjectMetadata,
 }
 
 // Node implements NodeLister.
-func (c *NodeCache) Node(name string) (*metav1.PartialObjectMetadata, error) {
-	if err := c.wait(); err != nil {
-		return nil, apierrors.NewServiceUnavailable(err.Error())
+func (c *NodeCache) Node(ctx context.Context, name string) (*metav1.PartialObjectMetadata, error) {
+	if err := c.wait(ctx); err != nil {
+		return nil, err
 	}
 	o, err := c.Lister.Get(name)
 	if err != nil {

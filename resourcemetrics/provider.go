@@ -77,29 +77,7 @@ func (p *Provider) PodMetrics(ctx context.Context, namespace string, pods []*cor
 	if len(pods) == 0 {
 		return []metrics.PodMetrics{}, nil
 	}
-	type batch struct {
-		ns    string
-		names []string
-	}
-	var batches []batch
-	if r.PerNamespace {
-		idx := map[string]int{}
-		for _, pod := range pods {
-			i, ok := idx[pod.Namespace]
-			if !ok {
-				i = len(batches)
-				idx[pod.Namespace] = i
-				batches = append(batches, batch{ns: pod.Namespace})
-			}
-			batches[i].names = append(batches[i].names, pod.Name)
-		}
-	} else {
-		b := batch{ns: namespace}
-		if len(pods) <= NameBudget {
-			b.names = podNames(pods)
-		}
-		batches = []batch{b}
-	}
+	batches := podBatches(r, namespace, pods)
 	got := map[podKey]*usage{}
 	var mu sync.Mutex
 	// The cpu and the memory query of every batch run at once (bounded by parallel), as prometheus-adapter runs them.
@@ -112,7 +90,7 @@ func (p *Provider) PodMetrics(ctx context.Context, namespace string, pods []*cor
 		if i%2 == 1 {
 			quantity.q, quantity.cpu = r.Memory, false
 		}
-		query, err := quantity.q.Pods(b.ns, b.names)
+		query, err := quantity.q.PodsIn(b.nss, b.names)
 		if err != nil {
 			return apierrors.NewInternalError(fmt.Errorf("%s: %w", r.Format, err))
 		}
@@ -122,9 +100,11 @@ func (p *Provider) PodMetrics(ctx context.Context, namespace string, pods []*cor
 		}
 		mu.Lock()
 		for _, s := range vec {
-			ns := b.ns
-			if ns == "" {
-				ns = string(s.Metric[model.LabelName(quantity.q.NSLabel)])
+			var ns string
+			if len(b.nss) == 1 {
+				ns = b.nss[0]
+			} else if ns = string(s.Metric[model.LabelName(quantity.q.NSLabel)]); ns == "" {
+				continue // whose is it? (the query drops the namespace label)
 			}
 			k := podKey{ns, string(s.Metric[model.LabelName(quantity.q.PodLabel)])}
 			container := string(s.Metric[model.LabelName(quantity.q.ContainerLabel)])
@@ -161,10 +141,76 @@ func (p *Provider) PodMetrics(ctx context.Context, namespace string, pods []*cor
 	return out, nil
 }
 
+// NameBytes bounds each query's regular expressions of pod names and of namespaces, measured after
+// escaping, as the custom metrics' queries are bounded (8 KiB): past it a query selects every pod of
+// its namespaces (or of the cluster) and the provider keeps the pods it wants.
+const NameBytes = 8 << 10
+
+// podBatch is one cpu and one memory query: the pods named (nil: every pod) in the namespaces (none: every namespace).
+type podBatch struct {
+	nss, names []string
+}
+
+// podBatches splits a request for pods into queries. A native rule asks once. prometheus-adapter rules ask
+// per namespace, as prometheus-adapter does, only when their template drops the namespace label; otherwise
+// one query names every pod of every namespace while that fits in NameBytes, and past it a cluster-wide
+// request asks for every pod once, so `kubectl top pods -A` costs two queries, not two per namespace.
+func podBatches(r *naming.ResourceRules, namespace string, pods []*corev1.Pod) []podBatch {
+	var nss []string
+	byNS := map[string][]string{}
+	for _, pod := range pods {
+		if _, ok := byNS[pod.Namespace]; !ok {
+			nss = append(nss, pod.Namespace)
+		}
+		byNS[pod.Namespace] = append(byNS[pod.Namespace], pod.Name)
+	}
+	named := func(names []string) []string { // nil past the budget: every pod
+		if len(names) > NameBudget || naming.EscapedBytes(names) > NameBytes {
+			return nil
+		}
+		return names
+	}
+	switch {
+	case !r.PerNamespace:
+		b := podBatch{names: named(podNames(pods))}
+		if namespace != "" {
+			b.nss = []string{namespace}
+		}
+		return []podBatch{b}
+	case !r.CPU.MultiNamespace || !r.Memory.MultiNamespace:
+		out := make([]podBatch, len(nss))
+		for i, ns := range nss {
+			out[i] = podBatch{nss: []string{ns}, names: named(byNS[ns])}
+		}
+		return out
+	}
+	names := distinct(podNames(pods))
+	if naming.EscapedBytes(names) <= NameBytes && naming.EscapedBytes(nss) <= NameBytes {
+		return []podBatch{{nss: nss, names: names}}
+	}
+	if namespace != "" {
+		return []podBatch{{nss: []string{namespace}}}
+	}
+	return []podBatch{{}}
+}
+
 func podNames(pods []*corev1.Pod) []string {
 	out := make([]string, len(pods))
 	for i, p := range pods {
 		out[i] = p.Name
+	}
+	return out
+}
+
+// distinct returns names without repeats, in first-seen order.
+func distinct(names []string) []string {
+	seen := make(map[string]bool, len(names))
+	out := names[:0:0]
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
 	}
 	return out
 }
@@ -193,11 +239,19 @@ func podMetrics(pod *corev1.Pod, u *usage, window time.Duration) (metrics.PodMet
 }
 
 // usageList converts cores and bytes the way metrics-server reports them: nanocores and bytes.
+// Values past what int64 nanocores or bytes hold (a wrong query) are kept as naming.Quantity keeps
+// them, never wrapped into a negative quantity.
 func usageList(cores, bytes float64) corev1.ResourceList {
-	return corev1.ResourceList{
-		corev1.ResourceCPU:    *resource.NewScaledQuantity(int64(math.Round(cores*1e9)), resource.Nano),
-		corev1.ResourceMemory: *resource.NewQuantity(int64(math.Round(bytes)), resource.BinarySI),
+	const maxExact = 1 << 53 // past this int64(math.Round(v)) is no longer exact, and past 2^63 it wraps
+	cpu := *resource.NewScaledQuantity(int64(math.Round(cores*1e9)), resource.Nano)
+	if cores*1e9 >= maxExact {
+		cpu, _ = naming.Quantity(math.Round(cores))
 	}
+	mem := *resource.NewQuantity(int64(math.Round(bytes)), resource.BinarySI)
+	if bytes >= maxExact {
+		mem, _ = naming.Quantity(math.Round(bytes))
+	}
+	return corev1.ResourceList{corev1.ResourceCPU: cpu, corev1.ResourceMemory: mem}
 }
 
 // NodeMetrics implements Getter: a node is listed only when it has both a cpu and a memory sample.
@@ -212,11 +266,14 @@ func (p *Provider) NodeMetrics(ctx context.Context, nodes []*metav1.PartialObjec
 	if !r.CPU.HasNodes() || !r.Memory.HasNodes() {
 		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("%s has no nodeQuery for cpu and memory, so no NodeMetrics are served", r.Format))
 	}
-	var names []string
+	var names []string // nil: every node, the provider keeps those asked for
 	if r.PerNamespace || !all || len(nodes) <= NameBudget {
 		names = make([]string, len(nodes))
 		for i, n := range nodes {
 			names[i] = n.Name
+		}
+		if naming.EscapedBytes(names) > NameBytes {
+			names = nil
 		}
 	}
 	type sample struct {

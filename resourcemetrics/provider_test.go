@@ -3,6 +3,7 @@ package resourcemetrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/naming"
@@ -143,13 +148,30 @@ func TestPodMetricsAllNamespaces(t *testing.T) {
 		t.Errorf("native all-namespaces queries %q: want one cpu and one memory query without a namespace matcher", q.queries)
 	}
 
-	per := nativeRules(t)
-	per.PerNamespace = true
+	// prometheus-adapter rules whose template keeps the namespace (by <<.GroupBy>>) ask once for both namespaces.
+	q = &fakeQuerier{answers: answers}
+	got, err = NewProvider(q, paResourceRules(t)).PodMetrics(context.Background(), "", pods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || len(q.queries) != 2 || !strings.Contains(q.queries[0], `namespace=~"a|b"`) || !strings.Contains(q.queries[0], "by (namespace,pod,container)") {
+		t.Errorf("prometheus-adapter rules, grouped by .GroupBy: %d pods from queries %q, want 2 from one cpu and one memory query over both namespaces", len(got), q.queries)
+	}
+
+	// A template that groups by fixed labels without the namespace is asked one namespace at a time.
+	fixed, _, err := pacompat.Load([]byte(`resourceRules:
+  cpu: {containerQuery: 'sum by (pod, container) (rate(cpu{<<.LabelMatchers>>}[1m]))', nodeQuery: 'sum by (node) (node_cpu{<<.LabelMatchers>>})', containerLabel: container, resources: {template: <<.Resource>>}}
+  memory: {containerQuery: 'sum by (pod, container) (mem{<<.LabelMatchers>>})', nodeQuery: 'sum by (node) (node_mem{<<.LabelMatchers>>})', containerLabel: container, resources: {template: <<.Resource>>}}
+  window: 1m
+`), naming.BuiltinResources())
+	if err != nil {
+		t.Fatal(err)
+	}
 	q = &fakeQuerier{answers: map[string]model.Vector{
 		`namespace="a"`: {sample(0.1, "pod", "x", "container", "c")},
 		`namespace="b"`: {sample(0.2, "pod", "x", "container", "c")},
 	}}
-	got, err = NewProvider(q, per).PodMetrics(context.Background(), "", pods)
+	got, err = NewProvider(q, fixed.Resource).PodMetrics(context.Background(), "", pods)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,5 +261,121 @@ func TestUnusablePartOfResourceRules(t *testing.T) {
 		if strings.Contains(s, "node_mem") || s == "" {
 			t.Errorf("queried %q", s)
 		}
+	}
+}
+
+// paResourceRules are prometheus-adapter resourceRules as its chart ships them.
+func paResourceRules(t *testing.T) *naming.ResourceRules {
+	t.Helper()
+	rules, _, err := pacompat.Load([]byte(`resourceRules:
+  cpu: {containerQuery: 'sum by (<<.GroupBy>>) (rate(cpu{<<.LabelMatchers>>}[1m]))', nodeQuery: 'sum by (<<.GroupBy>>) (rate(node_cpu{<<.LabelMatchers>>}[1m]))', containerLabel: container, resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, node: {resource: node}}}}
+  memory: {containerQuery: 'sum by (<<.GroupBy>>) (mem{<<.LabelMatchers>>})', nodeQuery: 'sum by (<<.GroupBy>>) (node_mem{<<.LabelMatchers>>})', containerLabel: container, resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, node: {resource: node}}}}
+  window: 1m
+`), naming.BuiltinResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules.Resource
+}
+
+// everyPodQuerier answers every query with a sample per container of its pods (cpu: the pod's index in
+// millicores), keyed by namespace, pod and container: the provider must keep only what it asked for.
+type everyPodQuerier struct {
+	fakeQuerier
+	vec model.Vector
+}
+
+func (e *everyPodQuerier) Query(ctx context.Context, q string) (model.Vector, error) {
+	_, _ = e.fakeQuerier.Query(ctx, q)
+	return e.vec, nil
+}
+
+// TestPodMetricsAllNamespacesBounded: `kubectl top pods -A` with prometheus-adapter resourceRules asks a
+// bounded number of queries however many namespaces hold pods (not two per namespace), every query stays
+// within the name budget, and every pod is answered from the samples of its own namespace.
+func TestPodMetricsAllNamespacesBounded(t *testing.T) {
+	tests := []struct {
+		name        string
+		namespaces  int
+		podsPerNS   int
+		podName     func(ns, i int) string
+		maxQueries  int
+		maxQueryLen int
+	}{
+		{"300 namespaces, 2 pods each", 300, 2, func(ns, i int) string { return fmt.Sprintf("web-%d", i) }, 8, 20 << 10},
+		{"one namespace of 1,000 long pod names", 1, 1000, func(ns, i int) string { return fmt.Sprintf("%s-%d", strings.Repeat("checkout-worker-", 4), i) }, 2, 20 << 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q := &everyPodQuerier{}
+			var pods []*corev1.Pod
+			for n := range tc.namespaces {
+				ns := fmt.Sprintf("team-%03d", n)
+				for i := range tc.podsPerNS {
+					name := tc.podName(n, i)
+					pods = append(pods, pod(ns, name, "app"))
+					v := float64(len(pods)) / 1000
+					q.vec = append(q.vec, sample(v, "namespace", ns, "pod", name, "container", "app"))
+				}
+			}
+			got, err := NewProvider(q, paResourceRules(t)).PodMetrics(context.Background(), "", pods)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(q.queries) > tc.maxQueries {
+				t.Errorf("%d queries for %d pods in %d namespaces; want at most %d", len(q.queries), len(pods), tc.namespaces, tc.maxQueries)
+			}
+			longest := 0
+			for _, s := range q.queries {
+				longest = max(longest, len(s))
+				if len(s) > tc.maxQueryLen {
+					t.Errorf("a query of %d bytes; want at most %d: %.200s...", len(s), tc.maxQueryLen, s)
+				}
+			}
+			if len(got) != len(pods) {
+				t.Fatalf("%d pods answered, want %d", len(got), len(pods))
+			}
+			t.Logf("%d pods in %d namespaces: %d queries, the longest %d bytes", len(pods), tc.namespaces, len(q.queries), longest)
+		})
+	}
+}
+
+// TestUsageListBounds: an absurd cpu value (a wrong query) never wraps into a negative quantity.
+func TestUsageListBounds(t *testing.T) {
+	for _, tc := range []struct{ cores, bytes float64 }{{1e10, 1}, {1e300, 1e300}, {0.25, 1 << 20}} {
+		u := usageList(tc.cores, tc.bytes)
+		if c := u[corev1.ResourceCPU]; c.Sign() < 0 {
+			t.Errorf("usageList(%g, %g): cpu %s is negative", tc.cores, tc.bytes, c.String())
+		}
+		if m := u[corev1.ResourceMemory]; m.Sign() < 0 {
+			t.Errorf("usageList(%g, %g): memory %s is negative", tc.cores, tc.bytes, m.String())
+		}
+	}
+}
+
+// TestPodCacheHonoursTheRequestContext: a request waiting for a pod cache that cannot sync ends with
+// the request's context, not after a fixed wait of its own, and the 503 names the cause.
+func TestPodCacheHonoursTheRequestContext(t *testing.T) {
+	client := kubefake.NewClientset()
+	client.PrependReactor("list", "pods", func(clienttesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := NewPodCache(ctx, client)
+	rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer rcancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Pods(rctx, "shop", labels.Everything())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), "pods cache has not synced") {
+			t.Errorf("error %v; want a 503 saying the pods cache has not synced", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Pods still waiting 5s after the request's context ended")
 	}
 }

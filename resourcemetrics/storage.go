@@ -54,17 +54,17 @@ type Getter interface {
 // PodLister lists pods from a cache.
 type PodLister interface {
 	// Pods returns the pods of namespace ("" for all) matching sel.
-	Pods(namespace string, sel labels.Selector) ([]*corev1.Pod, error)
+	Pods(ctx context.Context, namespace string, sel labels.Selector) ([]*corev1.Pod, error)
 	// Pod returns one pod, or a NotFound error.
-	Pod(namespace, name string) (*corev1.Pod, error)
+	Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
 }
 
 // NodeLister lists node metadata from a cache.
 type NodeLister interface {
 	// Nodes returns the nodes matching sel, and whether they are every node.
-	Nodes(sel labels.Selector) ([]*metav1.PartialObjectMetadata, bool, error)
+	Nodes(ctx context.Context, sel labels.Selector) ([]*metav1.PartialObjectMetadata, bool, error)
 	// Node returns one node, or a NotFound error.
-	Node(name string) (*metav1.PartialObjectMetadata, error)
+	Node(ctx context.Context, name string) (*metav1.PartialObjectMetadata, error)
 }
 
 // Install adds metrics.k8s.io v1 and v1beta1 to server.
@@ -113,7 +113,7 @@ func (s *podStorage) ConvertToTable(ctx context.Context, obj, opts runtime.Objec
 func (s *podStorage) List(ctx context.Context, opts *metainternalversion.ListOptions) (runtime.Object, error) {
 	ns := genericapirequest.NamespaceValue(ctx)
 	sel, fsel := selectors(opts)
-	pods, err := s.pods.Pods(ns, sel)
+	pods, err := s.pods.Pods(ctx, ns, sel)
 	if err != nil {
 		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("pods cache: %v", err))
 	}
@@ -138,7 +138,7 @@ func (s *podStorage) List(ctx context.Context, opts *metainternalversion.ListOpt
 // Get answers GET .../namespaces/N/pods/NAME: NotFound when the pod does not exist or has no data.
 func (s *podStorage) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
 	ns := genericapirequest.NamespaceValue(ctx)
-	pod, err := s.pods.Pod(ns, name)
+	pod, err := s.pods.Pod(ctx, ns, name)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +181,7 @@ func (s *nodeStorage) ConvertToTable(ctx context.Context, obj, opts runtime.Obje
 // List answers GET .../nodes with label and field selectors.
 func (s *nodeStorage) List(ctx context.Context, opts *metainternalversion.ListOptions) (runtime.Object, error) {
 	sel, fsel := selectors(opts)
-	nodes, all, err := s.nodes.Nodes(sel)
+	nodes, all, err := s.nodes.Nodes(ctx, sel)
 	if err != nil {
 		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("nodes cache: %v", err))
 	}
@@ -202,7 +202,7 @@ func (s *nodeStorage) List(ctx context.Context, opts *metainternalversion.ListOp
 
 // Get answers GET .../nodes/NAME: NotFound when the node does not exist or has no data.
 func (s *nodeStorage) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
-	node, err := s.nodes.Node(name)
+	node, err := s.nodes.Node(ctx, name)
 	if err != nil {
 		return nil, err
 	}

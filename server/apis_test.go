@@ -25,24 +25,24 @@ import (
 
 type onePod struct{}
 
-func (onePod) Pods(ns string, _ labels.Selector) ([]*corev1.Pod, error) {
+func (onePod) Pods(_ context.Context, ns string, _ labels.Selector) ([]*corev1.Pod, error) {
 	return []*corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}}}, nil
 }
 
-func (o onePod) Pod(ns, name string) (*corev1.Pod, error) {
+func (o onePod) Pod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
 	if name != "web-1" {
 		return nil, apierrors.NewNotFound(metrics.Resource("podmetrics"), ns+"/"+name)
 	}
-	p, _ := o.Pods(ns, nil)
+	p, _ := o.Pods(ctx, ns, nil)
 	return p[0], nil
 }
 
 type noNodes struct{}
 
-func (noNodes) Nodes(labels.Selector) ([]*metav1.PartialObjectMetadata, bool, error) {
+func (noNodes) Nodes(context.Context, labels.Selector) ([]*metav1.PartialObjectMetadata, bool, error) {
 	return nil, true, nil
 }
-func (noNodes) Node(name string) (*metav1.PartialObjectMetadata, error) {
+func (noNodes) Node(_ context.Context, name string) (*metav1.PartialObjectMetadata, error) {
 	return nil, apierrors.NewNotFound(metrics.Resource("nodemetrics"), name)
 }
 

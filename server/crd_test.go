@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	discoveryfake "k8s.io/client-go/discovery/fake"
@@ -33,6 +34,8 @@ func TestRuleForCRDInstalledAfterStart(t *testing.T) {
 	write(t, path, rulesPods)
 	r := newReloadRig(path)
 	r.file.resolver = &adapter.RefreshingResolver{Resolver: adapter.MapperResolver{Mapper: mapper}, Refresh: mapper.RegenerateMappings}
+	now := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
+	r.file.now = func() time.Time { return now }
 	if _, err := r.file.load(); err != nil || r.last() != "a" {
 		t.Fatalf("first load: %v, applied %q", err, r.last())
 	}
@@ -48,7 +51,8 @@ func TestRuleForCRDInstalledAfterStart(t *testing.T) {
 	dc.Resources = append(dc.Resources, &metav1.APIResourceList{GroupVersion: "example.com/v1", APIResources: []metav1.APIResource{
 		{Name: "widgets", SingularName: "widget", Namespaced: true, Kind: "Widget", Verbs: []string{"get", "list", "watch"}},
 	}})
-	rules, err := r.file.load() // the same bytes as the rejected file
+	now = now.Add(DefaultRetryRejected) // the same bytes are compiled again only after this
+	rules, err := r.file.load()         // the same bytes as the rejected file
 	if err != nil || rules == nil || r.last() != "a,w" {
 		t.Fatalf("after the CRD was installed: %v, applied %q", err, r.last())
 	}

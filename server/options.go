@@ -85,6 +85,8 @@ func NewOptions() *Options {
 		InformerSyncTimeout:  adapter.DefaultSyncTimeout,
 	}
 	o.Server.SecureServing.ServerCert.CertDirectory = "" // self-signed certs stay in memory unless --cert-dir is given
+	// /debug/pprof and /debug/flags only when asked for (--profiling).
+	o.Server.Features.EnableProfiling, o.Server.Features.EnableContentionProfiling = false, false
 	// /livez and /readyz stay open (the generic server's default); /metrics and /readyz/rules need
 	// delegated authorization, as on Kubernetes components.
 	return o
@@ -93,6 +95,9 @@ func NewOptions() *Options {
 // AddFlags registers every flag on fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Server.AddFlags(fs)
+	if f := fs.Lookup("enable-priority-and-fairness"); f != nil {
+		f.Usage = "does nothing, and says so in the log when set: kube-apiserver in front of the adapter applies API Priority and Fairness (accepted for compatibility)"
+	}
 	fs.StringVar(&o.RulesFile, "config", o.RulesFile, "rule file (required)")
 	fs.StringVar(&o.RulesFormat, "config-format", o.RulesFormat,
 		"rule file format: auto (a prometheus-adapter config is recognised by its rules/externalRules/resourceRules), native or prometheus-adapter")

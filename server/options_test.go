@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+
 	"github.com/promql-adapter/promql-adapter/naming"
 )
 
@@ -81,5 +84,59 @@ func TestLoadRulesRefusesInvalidFile(t *testing.T) {
 	_, _, err = LoadRules(bad, naming.BuiltinResources())
 	if err == nil || !strings.Contains(err.Error(), "rule 0 (a): field query") {
 		t.Errorf("error %v", err)
+	}
+}
+
+// TestProfilingOffByDefault checks that /debug/pprof and /debug/flags are installed only when asked for.
+func TestProfilingOffByDefault(t *testing.T) {
+	tests := []struct {
+		args                  []string
+		profiling, contention bool
+	}{
+		{nil, false, false},
+		{[]string{"--profiling"}, true, false},
+		{[]string{"--profiling", "--contention-profiling"}, true, true},
+	}
+	for _, tc := range tests {
+		o := NewOptions()
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+		o.AddFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		var cfg genericapiserver.Config
+		if err := applyFeatures(o.Server.Features, &cfg); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if cfg.EnableProfiling != tc.profiling || cfg.EnableContentionProfiling != tc.contention {
+			t.Errorf("%v: profiling %v, contention %v; want %v, %v", tc.args, cfg.EnableProfiling, cfg.EnableContentionProfiling, tc.profiling, tc.contention)
+		}
+	}
+}
+
+// TestPriorityAndFairnessFlagSaysItIsIgnored checks that --enable-priority-and-fairness, which the
+// adapter does not implement (kube-apiserver in front of it already applies APF), starts the server
+// and says in one log line that it does nothing.
+func TestPriorityAndFairnessFlagSaysItIsIgnored(t *testing.T) {
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	NewOptions().AddFlags(fs)
+	if u := fs.Lookup("enable-priority-and-fairness").Usage; !strings.HasPrefix(u, "does nothing") {
+		t.Errorf("--help promises what the flag does not do: %q", u)
+	}
+	for _, set := range []bool{false, true} {
+		logs := captureLog(t)
+		o := NewOptions()
+		o.Server.Features.EnablePriorityAndFairness = set
+		var cfg genericapiserver.Config
+		if err := applyFeatures(o.Server.Features, &cfg); err != nil {
+			t.Fatalf("set=%v: %v", set, err)
+		}
+		if cfg.FlowControl != nil {
+			t.Errorf("set=%v: flow control configured", set)
+		}
+		n := strings.Count(logs(), "--enable-priority-and-fairness")
+		if want := map[bool]int{false: 0, true: 1}[set]; n != want {
+			t.Errorf("set=%v: %d log lines name the flag, want %d:\n%s", set, n, want, logs())
+		}
 	}
 }

@@ -16,6 +16,10 @@ import (
 	"github.com/promql-adapter/promql-adapter/naming/pacompat"
 )
 
+// DefaultRetryRejected is how often a rejected rule file whose content has not changed is compiled
+// again: only a change in the cluster (a CRD installed since) can make the same bytes compile.
+const DefaultRetryRejected = 30 * time.Second
+
 // ruleFile keeps the provider serving the newest valid version of the rule file. It reads the
 // file by path on every check, so a ConfigMap's atomic symlink swap is seen like any edit.
 type ruleFile struct {
@@ -25,14 +29,23 @@ type ruleFile struct {
 	resolver naming.Resolver
 	metrics  *adapter.Metrics
 	apply    func(*naming.Rules) // installs a valid rule set
+	now      func() time.Time    // time.Now when nil (tests)
 
-	mu       sync.Mutex
-	hash     [sha256.Size]byte   // of the last content read, valid or not
-	n        int                 // rules in the serving set
-	loadedAt time.Time           // when the serving set was loaded
-	err      error               // why the newest content was rejected; nil when it is serving
-	unusable []pacompat.Unusable // rules of the serving set that answer no request (prometheus-adapter format)
-	errAt    time.Time
+	mu         sync.Mutex
+	hash       [sha256.Size]byte   // of the last content read, valid or not
+	n          int                 // rules in the serving set
+	loadedAt   time.Time           // when the serving set was loaded
+	err        error               // why the newest content was rejected; nil when it is serving
+	unusable   []pacompat.Unusable // rules of the serving set that answer no request (prometheus-adapter format)
+	errAt      time.Time
+	compiledAt time.Time // of the last compile, for the rejected-file backoff
+}
+
+func (f *ruleFile) clock() time.Time {
+	if f.now != nil {
+		return f.now()
+	}
+	return time.Now()
 }
 
 // load reads the file and, if its content changed and is valid, applies it. An invalid file
@@ -40,17 +53,31 @@ type ruleFile struct {
 func (f *ruleFile) load() (*naming.Rules, error) {
 	data, err := os.ReadFile(f.path)
 	if err != nil {
+		f.mu.Lock()
+		f.hash = [sha256.Size]byte{} // the same content back is read as a change
+		f.mu.Unlock()
 		return nil, f.reject(fmt.Errorf("rule file: %w", err))
 	}
 	sum := sha256.Sum256(data)
+	now := f.clock()
 	f.mu.Lock()
-	// Unchanged and serving: nothing to do. A rejected file is compiled again on every check, as
-	// a resource it names (a CRD installed since) may now resolve.
+	// Unchanged and serving: nothing to do. Unchanged and rejected: the same bytes compile the same
+	// way unless the cluster changed (a CRD a rule names installed since), so they are compiled
+	// again only DefaultRetryRejected after the last attempt, not on every check; a large
+	// prometheus-adapter config would otherwise cost CPU every second until someone fixes it.
 	same := sum == f.hash && f.err == nil && !f.loadedAt.IsZero()
+	retryLater := sum == f.hash && f.err != nil && now.Sub(f.compiledAt) < DefaultRetryRejected
+	lastErr := f.err
 	f.hash = sum
+	if !same && !retryLater {
+		f.compiledAt = now
+	}
 	f.mu.Unlock()
 	if same {
 		return nil, nil
+	}
+	if retryLater {
+		return nil, lastErr
 	}
 	rules, n, err := compileRules(f.path, f.format, data, f.resolver, f.strict)
 	if err != nil {
@@ -61,7 +88,6 @@ func (f *ruleFile) load() (*naming.Rules, error) {
 		klog.ErrorS(u.Err, "prometheus-adapter rule unusable: serving the other rules; requests for its metrics fail with this error (--strict refuses the file instead)",
 			"path", f.path, "rule", u.Rule(), "metricsListed", u.Discovers)
 	}
-	now := time.Now()
 	f.mu.Lock()
 	f.n, f.loadedAt, f.err, f.unusable = n, now, nil, unusable
 	f.mu.Unlock()
@@ -74,7 +100,7 @@ func (f *ruleFile) load() (*naming.Rules, error) {
 }
 
 func (f *ruleFile) reject(err error) error {
-	now := time.Now()
+	now := f.clock()
 	f.mu.Lock()
 	f.err, f.errAt = err, now
 	f.mu.Unlock()

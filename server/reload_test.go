@@ -180,3 +180,69 @@ func TestFirstLoadOfAnInvalidFileFails(t *testing.T) {
 		t.Errorf("invalid first load: %v, applied %d", err, r.count())
 	}
 }
+
+// countingResolver counts the resources it is asked for: one per rule each time a file is compiled.
+type countingResolver struct {
+	naming.Resolver
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *countingResolver) Resolve(name string) (naming.Resource, error) {
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	return c.Resolver.Resolve(name)
+}
+
+func (c *countingResolver) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
+}
+
+// TestRejectedFileBacksOff checks that a rejected file whose content has not changed is compiled
+// again only every retryRejected (a CRD it names may have been installed since), while a changed
+// file is compiled at the next check.
+func TestRejectedFileBacksOff(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	write(t, path, rulesV1)
+	r := newReloadRig(path)
+	res := &countingResolver{Resolver: naming.BuiltinResources()}
+	r.file.resolver = res
+	now := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
+	r.file.now = func() time.Time { return now }
+	if _, err := r.file.load(); err != nil {
+		t.Fatal(err)
+	}
+	write(t, path, "metrics:\n- name: w\n  resource: widgets.example.com\n  query: sum by (widget) (y)\n")
+
+	steps := []struct {
+		advance     time.Duration
+		wantCompile bool
+	}{
+		{0, true},                 // new content: compiled, rejected
+		{time.Second, false},      // unchanged: the rejection stands
+		{10 * time.Second, false}, // still within retryRejected
+		{DefaultRetryRejected - 11*time.Second, true}, // retryRejected after the last compile: compiled again
+		{time.Second, false},
+		{DefaultRetryRejected, true},
+	}
+	for i, s := range steps {
+		now = now.Add(s.advance)
+		before := res.count()
+		_, err := r.file.load()
+		if err == nil || !strings.Contains(err.Error(), "widgets.example.com") {
+			t.Fatalf("step %d: %v; want the rejection naming widgets.example.com", i, err)
+		}
+		if compiled := res.count() > before; compiled != s.wantCompile {
+			t.Errorf("step %d (+%s): compiled %v, want %v", i, s.advance, compiled, s.wantCompile)
+		}
+	}
+	// A changed file is compiled at once, however recent the last rejection.
+	write(t, path, rulesV2)
+	now = now.Add(time.Second)
+	if _, err := r.file.load(); err != nil || r.last() != "a,b" {
+		t.Errorf("changed file: %v, applied %q", err, r.last())
+	}
+}

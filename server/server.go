@@ -16,6 +16,7 @@ import (
 	"k8s.io/apiserver/pkg/features"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
@@ -221,7 +222,7 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects
 	if err := so.Audit.ApplyTo(&cfg.Config); err != nil {
 		return nil, err
 	}
-	if err := so.Features.ApplyTo(&cfg.Config, nil, nil); err != nil { // --profiling, --contention-profiling
+	if err := applyFeatures(so.Features, &cfg.Config); err != nil {
 		return nil, err
 	}
 	defs := func(ref openapicommon.ReferenceCallback) map[string]openapicommon.OpenAPIDefinition {
@@ -269,6 +270,8 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects
 		return nil, err
 	}
 	if io, ok := objects.(*adapter.InformerObjects); ok {
+		// Only the first sync of the caches present at start, bounded by ReadyTimeout; after that an
+		// unsynced cache fails only the requests that need it (adapter.InformerObjects.Unsynced).
 		if err := srv.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("object-caches", func(*http.Request) error {
 			return io.Unsynced()
 		})); err != nil {
@@ -277,6 +280,18 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects
 	}
 	srv.GenericAPIServer.Handler.NonGoRestfulMux.Handle("/readyz/rules", rf)
 	return srv, nil
+}
+
+// applyFeatures applies --profiling, --contention-profiling and --debug-socket-path.
+// --enable-priority-and-fairness is not implemented: kube-apiserver, which every request passes
+// first, already applies API Priority and Fairness; the flag says so in one log line.
+func applyFeatures(f *genericoptions.FeatureOptions, cfg *genericapiserver.Config) error {
+	g := *f
+	if g.EnablePriorityAndFairness {
+		klog.InfoS("--enable-priority-and-fairness does nothing in promql-adapter: kube-apiserver in front of it applies API Priority and Fairness; the generic max-in-flight limits apply here instead")
+		g.EnablePriorityAndFairness = false
+	}
+	return g.ApplyTo(cfg, nil, nil)
 }
 
 // loopbackAuthenticator trusts any client connecting from a loopback address (--trust-loopback).
@@ -309,5 +324,7 @@ func installResourceMetrics(ctx context.Context, srv *apiserver.CustomMetricsAda
 		return err
 	}
 	nl, synced := io.Lister(nodes)
-	return resourcemetrics.Install(srv.GenericAPIServer, rp, resourcemetrics.NewPodCache(ctx, cs), &resourcemetrics.NodeCache{Lister: nl, Synced: synced})
+	pods := resourcemetrics.NewPodCache(ctx, cs)
+	io.GateOn("pods (metrics.k8s.io)", pods.HasSynced) // the nodes cache is one of io's
+	return resourcemetrics.Install(srv.GenericAPIServer, rp, pods, &resourcemetrics.NodeCache{Lister: nl, Synced: synced})
 }

@@ -216,17 +216,32 @@ type webhookWake struct {
 }
 
 // alertmanager wakes every distinct target named by a firing alert of an Alertmanager notification.
+// A bad alert (unknown status, both hpa and deployment, an invalid name) is reported in the answer's
+// errors and the other alerts are acted on. Only a notification in which no firing alert names a
+// valid target, and at least one is bad, is refused with 400: Alertmanager does not retry a 4xx, and
+// sending the same alerts again cannot fix their labels; a 5xx would make it retry in vain.
 func (h *webhook) alertmanager(w http.ResponseWriter, r *http.Request) {
 	wakes, res, err := h.readAlertmanager(w, r)
+	if err == nil && len(wakes) == 0 && len(res.Errors) > 0 {
+		err = fmt.Errorf("%d alerts are bad and none names a valid target; fix the alert rules' labels", len(res.Errors))
+	}
 	if err != nil {
 		klog.V(1).InfoS("wake webhook: Alertmanager notification refused", "err", err)
-		webhookWriteError(w, http.StatusBadRequest, err.Error())
+		res.Error = err.Error()
+		if res.Errors == nil {
+			res.Errors = []webhookTargetError{}
+		}
+		if res.Woken == nil {
+			res.Woken = []Target{}
+		}
+		webhookWriteJSON(w, http.StatusBadRequest, res)
 		return
 	}
 	h.wakeAll(r.Context(), w, wakes, res)
 }
 
-// readAlertmanager reads and validates a whole notification and returns the distinct targets of its firing alerts.
+// readAlertmanager reads and validates a notification and returns the distinct targets of its firing
+// alerts; each bad alert is in the result's Errors. The error is for a notification that is not one.
 func (h *webhook) readAlertmanager(w http.ResponseWriter, r *http.Request) ([]webhookWake, webhookResult, error) {
 	var res webhookResult
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
@@ -248,6 +263,14 @@ func (h *webhook) readAlertmanager(w http.ResponseWriter, r *http.Request) ([]we
 	}
 	var wakes []webhookWake
 	seen := make(map[Target]bool)
+	bad := func(i int, a amAlert, err error) {
+		err = fmt.Errorf("alert %d (%s): %w", i, a.Fingerprint, err)
+		klog.V(1).InfoS("wake webhook: bad alert skipped", "err", err, "alertname", a.Labels["alertname"])
+		res.Errors = append(res.Errors, webhookTargetError{
+			Target: Target{Namespace: a.Labels["namespace"], HPA: a.Labels["hpa"], Deployment: a.Labels["deployment"]},
+			Error:  err.Error(),
+		})
+	}
 	for i, a := range m.Alerts {
 		switch a.Status {
 		case "resolved":
@@ -255,11 +278,13 @@ func (h *webhook) readAlertmanager(w http.ResponseWriter, r *http.Request) ([]we
 			continue
 		case "firing":
 		default:
-			return nil, res, fmt.Errorf("alert %d (%s): unknown status %q", i, a.Fingerprint, a.Status)
+			bad(i, a, fmt.Errorf("unknown status %q", a.Status))
+			continue
 		}
 		t, named, err := webhookAlertTarget(a.Labels)
 		if err != nil {
-			return nil, res, fmt.Errorf("alert %d (%s): %w", i, a.Fingerprint, err)
+			bad(i, a, err)
+			continue
 		}
 		if !named {
 			res.Ignored++
@@ -342,7 +367,7 @@ type webhookResult struct {
 	Errors   []webhookTargetError `json:"errors"`
 }
 
-// webhookTargetError is a target that could not be woken.
+// webhookTargetError is a target that could not be woken, or a bad alert and the target its labels name.
 type webhookTargetError struct {
 	Target
 	Error string `json:"error"`
@@ -352,7 +377,10 @@ type webhookTargetError struct {
 // 500 on any other failure, 409 if a target refused (paused, invalid annotations: not retryable), 404 if no target
 // matched an opted-in HPA, and 200 otherwise.
 func (h *webhook) wakeAll(ctx context.Context, w http.ResponseWriter, wakes []webhookWake, res webhookResult) {
-	res.Woken, res.Errors = []Target{}, []webhookTargetError{}
+	res.Woken = []Target{}
+	if res.Errors == nil { // bad alerts of the notification come first
+		res.Errors = []webhookTargetError{}
+	}
 	notFound, failed, refused, firstRefused := 0, 0, 0, ""
 	var notLeader *NotLeaderError
 	var notSynced *NotSyncedError

@@ -268,18 +268,22 @@ func TestWebhook(t *testing.T) {
 			wantWakes: fixtureWakes,
 		},
 		{
-			name: "an invalid namespace in one firing alert refuses the whole payload",
+			name: "an invalid namespace in one firing alert: the others are woken, it is reported",
 			body: webhookPayload(t, webhookAddAlerts(
 				webhookTestAlert("firing", "1", map[string]string{"alertname": "A", "namespace": "Shop_Front", "hpa": "web"}),
 			)),
-			wantCode: http.StatusBadRequest,
+			wantCode:  http.StatusOK,
+			wantWakes: fixtureWakes,
+			check:     webhookWantBadAlerts(`alert 3 (1): invalid target: namespace "Shop_Front"`),
 		},
 		{
-			name: "an invalid name in one firing alert refuses the whole payload",
+			name: "an invalid name in one firing alert: the others are woken, it is reported",
 			body: webhookPayload(t, webhookAddAlerts(
 				webhookTestAlert("firing", "1", map[string]string{"alertname": "A", "namespace": "shop", "deployment": "web/../x"}),
 			)),
-			wantCode: http.StatusBadRequest,
+			wantCode:  http.StatusOK,
+			wantWakes: fixtureWakes,
+			check:     webhookWantBadAlerts(`alert 3 (1): invalid target: deployment name "web/../x"`),
 		},
 		{
 			name: "an invalid name in a resolved alert is ignored",
@@ -290,18 +294,52 @@ func TestWebhook(t *testing.T) {
 			wantWakes: fixtureWakes,
 		},
 		{
-			name: "an alert naming both hpa and deployment refuses the whole payload",
-			body: webhookPayload(t, webhookAddAlerts(
-				webhookTestAlert("firing", "1", map[string]string{"alertname": "A", "namespace": "shop", "hpa": "web", "deployment": "web"}),
-			)),
-			wantCode: http.StatusBadRequest,
+			name: "an alert naming both hpa and deployment: the opted-in HPA of the other alert is woken, the bad one reported",
+			body: webhookPayload(t, func(m map[string]any) {
+				m["alerts"] = []any{
+					webhookTestAlert("firing", "1", map[string]string{"alertname": "A", "namespace": "shop", "hpa": "checkout"}),
+					webhookTestAlert("firing", "2", map[string]string{"alertname": "A", "namespace": "shop", "hpa": "x", "deployment": "y"}),
+				}
+			}),
+			wantCode:  http.StatusOK,
+			wantWakes: []webhookCall{{checkout, "alertmanager: A (1)"}},
+			check: func(t *testing.T, r webhookResponse) {
+				t.Helper()
+				if !reflect.DeepEqual(r.Woken, []Target{checkout}) {
+					t.Errorf("woken = %+v, want [%+v]", r.Woken, checkout)
+				}
+				webhookWantBadAlerts(`alert 1 (2): labels name both hpa "x" and deployment "y"`)(t, r)
+				if e := r.Errors[0]; len(r.Errors) == 1 && (e.Namespace != "shop" || e.HPA != "x" || e.Deployment != "y") {
+					t.Errorf("error entry %+v does not carry the alert's labels", e)
+				}
+			},
 		},
 		{
-			name: "an unknown alert status refuses the whole payload",
+			name: "an unknown alert status: the others are woken, it is reported",
 			body: webhookPayload(t, webhookAddAlerts(
 				webhookTestAlert("pending", "1", map[string]string{"alertname": "A", "namespace": "shop", "hpa": "web"}),
 			)),
+			wantCode:  http.StatusOK,
+			wantWakes: fixtureWakes,
+			check:     webhookWantBadAlerts(`alert 3 (1): unknown status "pending"`),
+		},
+		{
+			name: "every firing alert bad: 400 (a retry cannot fix it), each reported",
+			body: webhookPayload(t, func(m map[string]any) {
+				m["alerts"] = []any{
+					webhookTestAlert("firing", "1", map[string]string{"alertname": "A", "namespace": "shop", "hpa": "x", "deployment": "y"}),
+					webhookTestAlert("resolved", "2", map[string]string{"alertname": "A", "namespace": "shop", "hpa": "web"}),
+					webhookTestAlert("firing", "3", map[string]string{"alertname": "A", "namespace": "Shop_Front", "hpa": "web"}),
+				}
+			}),
 			wantCode: http.StatusBadRequest,
+			check: func(t *testing.T, r webhookResponse) {
+				t.Helper()
+				webhookWantBadAlerts(`alert 0 (1): labels name both`, `alert 2 (3): invalid target`)(t, r)
+				if r.Resolved != 1 || !strings.Contains(r.Error, "2 alerts") {
+					t.Errorf("response = %+v; want 1 resolved and an error counting 2 bad alerts", r)
+				}
+			},
 		},
 		{
 			name:       "no Authorization header",
@@ -627,6 +665,21 @@ func TestWebhook(t *testing.T) {
 				tc.check(t, r)
 			}
 		})
+	}
+}
+
+// webhookWantBadAlerts checks that the response's errors are exactly the bad alerts given, in order, each by a prefix of its message.
+func webhookWantBadAlerts(prefixes ...string) func(t *testing.T, r webhookResponse) {
+	return func(t *testing.T, r webhookResponse) {
+		t.Helper()
+		if len(r.Errors) != len(prefixes) {
+			t.Fatalf("errors = %+v, want %d", r.Errors, len(prefixes))
+		}
+		for i, p := range prefixes {
+			if !strings.HasPrefix(r.Errors[i].Error, p) {
+				t.Errorf("errors[%d] = %q, want prefix %q", i, r.Errors[i].Error, p)
+			}
+		}
 	}
 }
 

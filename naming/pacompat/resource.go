@@ -57,7 +57,11 @@ func compileResourceRules(rr *ResourceRules, resolver naming.Resolver, lenient b
 			}
 		}
 		if podsErr != nil {
-			podsQ = func(string, []string) (string, error) { return "", podsErr.fault }
+			podsQ = func([]string, []string) (string, error) { return "", podsErr.fault }
+		} else if sample, err := podsQ([]string{"ns-a", "ns-b"}, []string{"a", "b"}); err == nil && naming.KeepsLabel(sample, q.NSLabel) == nil {
+			// .GroupBy carries the namespace label over several namespaces; a template that groups by
+			// fixed labels without it is asked one namespace at a time, as prometheus-adapter asks.
+			q.MultiNamespace = true
 		}
 		if nodesErr != nil {
 			nodesQ = func([]string) (string, error) { return "", nodesErr.fault }
@@ -80,8 +84,8 @@ type fieldError struct {
 // compileResourceQueries compiles one quantity's container and node queries into q's labels and two render
 // functions. A problem with resources or containerLabel is returned as the same field for both.
 func compileResourceQueries(q *naming.ResourceQuery, r *ResourceRule, pods, nodes naming.Resource, resolver naming.Resolver) (
-	podsQ func(string, []string) (string, error), nodesQ func([]string) (string, error), podsErr, nodesErr *fieldError) {
-	both := func(field string, err error) (func(string, []string) (string, error), func([]string) (string, error), *fieldError, *fieldError) {
+	podsQ func([]string, []string) (string, error), nodesQ func([]string) (string, error), podsErr, nodesErr *fieldError) {
+	both := func(field string, err error) (func([]string, []string) (string, error), func([]string) (string, error), *fieldError, *fieldError) {
 		e := &fieldError{field: field, err: err}
 		return nil, nil, e, e
 	}
@@ -110,10 +114,10 @@ func compileResourceQueries(q *naming.ResourceQuery, r *ResourceRule, pods, node
 	if ct, err := resourceTemplate(r.ContainerQuery); err != nil {
 		podsErr = &fieldError{field: "containerQuery", err: err}
 	} else {
-		podsQ = func(ns string, names []string) (string, error) {
-			return renderResource(ct, q.NSLabel, ns, q.PodLabel, names, q.ContainerLabel)
+		podsQ = func(nss []string, names []string) (string, error) {
+			return renderResource(ct, q.NSLabel, nss, q.PodLabel, names, q.ContainerLabel)
 		}
-		if _, err := podsQ("ns", []string{"a", "b"}); err != nil {
+		if _, err := podsQ([]string{"ns"}, []string{"a", "b"}); err != nil {
 			podsQ, podsErr = nil, &fieldError{field: "containerQuery", err: fmt.Errorf("for a sample request: %w", err)}
 		}
 	}
@@ -121,7 +125,7 @@ func compileResourceQueries(q *naming.ResourceQuery, r *ResourceRule, pods, node
 		nodesErr = &fieldError{field: "nodeQuery", err: err}
 	} else {
 		nodesQ = func(names []string) (string, error) {
-			return renderResource(nt, "", "", q.NodeLabel, names, "")
+			return renderResource(nt, "", nil, q.NodeLabel, names, "")
 		}
 		if _, err := nodesQ([]string{"a", "b"}); err != nil {
 			nodesQ, nodesErr = nil, &fieldError{field: "nodeQuery", err: fmt.Errorf("for a sample request: %w", err)}
@@ -137,12 +141,18 @@ func resourceTemplate(text string) (*template.Template, error) {
 	return parseTemplate(text)
 }
 
-// renderResource renders one resource query: nsLabel="ns" when ns is set, then the names, grouped by
-// the name label and extra. names nil renders name!="" (prometheus-adapter always names the objects).
-func renderResource(t *template.Template, nsLabel, ns, nameLabel string, names []string, extra string) (string, error) {
+// renderResource renders one resource query: nsLabel="ns" for one namespace, then the names,
+// grouped by the name label and extra. names nil renders name!="" (prometheus-adapter always names
+// the objects). Several namespaces render nsLabel=~"a|b", and they or every namespace (nss empty)
+// put nsLabel first in the grouping, so one query serves them all and its results say whose they are.
+func renderResource(t *template.Template, nsLabel string, nss []string, nameLabel string, names []string, extra string) (string, error) {
 	req := &request{values: map[string]string{}}
-	if ns != "" {
-		req.add(part{nsLabel, "=", ns})
+	switch len(nss) {
+	case 0:
+	case 1:
+		req.add(part{nsLabel, "=", nss[0]})
+	default:
+		req.add(part{nsLabel, "=~", alternatives(nss)})
 	}
 	switch {
 	case names == nil:
@@ -155,6 +165,9 @@ func renderResource(t *template.Template, nsLabel, ns, nameLabel string, names [
 		req.add(part{nameLabel, "=~", alternatives(names)})
 	}
 	req.groupBy = []string{nameLabel}
+	if nsLabel != "" && len(nss) != 1 {
+		req.groupBy = []string{nsLabel, nameLabel}
+	}
 	if extra != "" {
 		req.groupBy = append(req.groupBy, extra)
 	}

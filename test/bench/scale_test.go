@@ -158,6 +158,7 @@ func run(tb testing.TB, c config) string {
 		Targets:        []loadsim.Target{{Namespace: "sim", Deployment: "idle", Service: "idle", Capacity: 1, MatchLabels: map[string]string{"app": "idle"}}},
 		Scrape:         []promrun.Target{{Job: "synthetic", Address: addr}},
 		ScrapeInterval: scrape,
+		AdapterArgs:    []string{"--profiling"}, // the heap and CPU profiles below (off by default)
 		Logf:           func(f string, a ...any) { tb.Logf(f, a...) },
 	})
 	if err != nil {

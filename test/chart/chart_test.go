@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -222,4 +224,75 @@ func diff(want, got string) string {
 		}
 	}
 	return ""
+}
+
+// TestMountedSecretsHoldNoCAKey: with generated certificates, the CA's private key is in a Secret that
+// no pod mounts (it is read only by `lookup` at upgrade), and every Secret a pod mounts holds no ca.key:
+// a compromised adapter pod cannot mint certificates for promql-wake.
+func TestMountedSecretsHoldNoCAKey(t *testing.T) {
+	for _, v := range []string{"defaults", "pa-custom-resource", "certmanager-wake"} {
+		t.Run(v, func(t *testing.T) {
+			var (
+				secrets = map[string]map[string]any{} // name -> data
+				mounted = map[string]bool{}
+			)
+			for _, doc := range strings.Split(Render(t, filepath.Join("../../testdata/chart", v+".yaml")), "\n---") {
+				var obj struct {
+					Kind     string                `json:"kind"`
+					Metadata struct{ Name string } `json:"metadata"`
+					Data     map[string]any        `json:"data"`
+					Spec     struct {
+						Template struct {
+							Spec struct {
+								Volumes []struct {
+									Secret *struct {
+										SecretName string `json:"secretName"`
+									} `json:"secret"`
+									Projected *struct {
+										Sources []struct {
+											Secret *struct{ Name string } `json:"secret"`
+										} `json:"sources"`
+									} `json:"projected"`
+								} `json:"volumes"`
+							} `json:"spec"`
+						} `json:"template"`
+					} `json:"spec"`
+				}
+				if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+					t.Fatalf("%v in:\n%s", err, doc)
+				}
+				if obj.Kind == "Secret" {
+					secrets[obj.Metadata.Name] = obj.Data
+				}
+				for _, vol := range obj.Spec.Template.Spec.Volumes {
+					if vol.Secret != nil {
+						mounted[vol.Secret.SecretName] = true
+					}
+					if vol.Projected != nil {
+						for _, s := range vol.Projected.Sources {
+							if s.Secret != nil {
+								mounted[s.Secret.Name] = true
+							}
+						}
+					}
+				}
+			}
+			if len(mounted) == 0 {
+				t.Fatal("no pod mounts a Secret: the test reads the wrong objects")
+			}
+			keys := 0
+			for name, data := range secrets {
+				if _, ok := data["ca.key"]; !ok {
+					continue
+				}
+				keys++
+				if mounted[name] {
+					t.Errorf("Secret %s holds ca.key and is mounted by a pod", name)
+				}
+			}
+			if v != "certmanager-wake" && keys != 1 {
+				t.Errorf("%d Secrets hold ca.key; want one (kept for upgrades)", keys)
+			}
+		})
+	}
 }

@@ -76,6 +76,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- .Values.tls.secretName | default (printf "%s-tls" (include "promql-adapter.fullname" .)) -}}
 {{- end -}}
 
+{{/* The generated CA's key (tls.mode generate), in a Secret no pod mounts. */}}
+{{- define "promql-adapter.caKeySecretName" -}}
+{{- printf "%s-ca-key" (include "promql-adapter.fullname" .) -}}
+{{- end -}}
+
 {{- define "promql-adapter.wakeTLSSecretName" -}}
 {{- .Values.wake.tlsSecretName | default (printf "%s-tls" (include "promql-adapter.wakeName" .)) -}}
 {{- end -}}
@@ -86,7 +91,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/*
 promql-adapter.certs: the generated CA and certificates (tls.mode generate), made once per render and
-kept across upgrades: an existing Secret's are reused. Returns a dict as YAML: ca, caKey, cert, key,
+kept across upgrades: the existing Secrets' are reused (the CA key from its own Secret, or from the
+serving Secret as older versions of the chart kept it). Returns a dict as YAML: ca, caKey, cert, key,
 wakeCert, wakeKey (PEM).
 */}}
 {{- define "promql-adapter.certs" -}}
@@ -95,12 +101,18 @@ wakeCert, wakeKey (PEM).
 {{- $ns := .Release.Namespace -}}
 {{- $existing := lookup "v1" "Secret" $ns (include "promql-adapter.tlsSecretName" .) -}}
 {{- $existingWake := lookup "v1" "Secret" $ns (include "promql-adapter.wakeTLSSecretName" .) -}}
+{{- $existingCA := lookup "v1" "Secret" $ns (include "promql-adapter.caKeySecretName" .) -}}
+{{- $tls := $existing.data | default dict -}}
+{{- $caData := $existingCA.data | default dict -}}
+{{- if not (index $caData "ca.key") -}}
+{{- $caData = $tls -}}{{/* before the CA key had its own Secret, it was in the serving Secret */}}
+{{- end -}}
 {{- $out := dict -}}
-{{- if and $existing (index ($existing.data | default dict) "ca.crt") (index ($existing.data | default dict) "ca.key") -}}
-{{- $_ := set $out "ca" (index $existing.data "ca.crt" | b64dec) -}}
-{{- $_ := set $out "caKey" (index $existing.data "ca.key" | b64dec) -}}
-{{- $_ := set $out "cert" (index $existing.data "tls.crt" | b64dec) -}}
-{{- $_ := set $out "key" (index $existing.data "tls.key" | b64dec) -}}
+{{- if and (index $caData "ca.crt") (index $caData "ca.key") (index $tls "tls.crt") (index $tls "tls.key") -}}
+{{- $_ := set $out "ca" (index $caData "ca.crt" | b64dec) -}}
+{{- $_ := set $out "caKey" (index $caData "ca.key" | b64dec) -}}
+{{- $_ := set $out "cert" (index $tls "tls.crt" | b64dec) -}}
+{{- $_ := set $out "key" (index $tls "tls.key" | b64dec) -}}
 {{- else -}}
 {{- $ca := genCA (printf "%s-ca" $fullname) (int .Values.tls.validityDays) -}}
 {{- $svc := printf "%s.%s.svc" $fullname $ns -}}
