@@ -163,3 +163,26 @@ func TestWatchOwnershipReloads(t *testing.T) {
 	default:
 	}
 }
+
+func TestParseCIDRs(t *testing.T) {
+	for _, tc := range []struct{ in, want, wantErr string }{
+		{"", "", ""},
+		{"10.0.0.0/8, 192.168.1.7,fd00::/8", "10.0.0.0/8 192.168.1.7/32 fd00::/8", ""},
+		{"10.1.2.3/8", "10.0.0.0/8", ""},
+		{"10.0.0.0/33", "", `"10.0.0.0/33" is not a CIDR`},
+		{"ingress", "", `"ingress" is neither a CIDR nor an IP address`},
+	} {
+		got, err := ParseCIDRs(tc.in)
+		if (err != nil) != (tc.wantErr != "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("ParseCIDRs(%q): err %v, want %q", tc.in, err, tc.wantErr)
+			continue
+		}
+		var s []string
+		for _, p := range got {
+			s = append(s, p.String())
+		}
+		if strings.Join(s, " ") != tc.want {
+			t.Errorf("ParseCIDRs(%q) = %v, want %s", tc.in, s, tc.want)
+		}
+	}
+}
