@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,6 +26,8 @@ type Forwarder struct {
 	next  atomic.Uint64
 	// Backoff between rounds of refused dials (default 20ms).
 	Backoff time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-* and Forwarded headers are kept; see Options.
+	TrustedProxies []netip.Prefix
 }
 
 // plan is what the dialer of one request may use.
@@ -70,8 +74,14 @@ func NewForwarder(errorHandler func(http.ResponseWriter, *http.Request, error)) 
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = p.first(&f.next)
 			pr.Out.Host = pr.In.Host // the app sees the Host its client asked for
-			// Append to the chain of proxies in front of us; keep what an
-			// ingress in front said about the original request.
+			if !f.trusted(pr.In.RemoteAddr) {
+				// ReverseProxy removed the client's X-Forwarded-*; Forwarded is ours to drop.
+				pr.Out.Header.Del("Forwarded")
+				pr.SetXForwarded()
+				return
+			}
+			// A trusted proxy in front: append to its chain, keep what it said
+			// about the original request.
 			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			pr.SetXForwarded()
 			for _, k := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
@@ -86,6 +96,49 @@ func NewForwarder(errorHandler func(http.ResponseWriter, *http.Request, error)) 
 		ErrorLog:      nil,
 	}
 	return f
+}
+
+// trusted reports whether the peer at remoteAddr (host:port) is one of TrustedProxies.
+func (f *Forwarder) trusted(remoteAddr string) bool {
+	if len(f.TrustedProxies) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range f.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseCIDRs parses a ","-separated list of CIDRs (or single addresses), as --trusted-proxy-cidrs takes it.
+func ParseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if !strings.Contains(item, "/") {
+			a, err := netip.ParseAddr(item)
+			if err != nil {
+				return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", item)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR: %w", item, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // first picks the round-robin address of a request.

@@ -8,8 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -35,6 +35,9 @@ type Options struct {
 	MaxWait      time.Duration // how long a request is held at most (default 60s)
 	RetryAfter   time.Duration // the Retry-After of a 503 (default 5s)
 	WakeEvery    time.Duration // how often a wake is repeated while requests are held (default 2s)
+	// TrustedProxies are the peers whose X-Forwarded-For/-Host/-Proto and Forwarded headers are kept
+	// (appended to); from any other peer they are replaced by the activator's own. None by default.
+	TrustedProxies []netip.Prefix
 }
 
 func (o *Options) complete() {
@@ -74,6 +77,7 @@ func NewHandler(ctx context.Context, b Backends, w Waker, m *Metrics, o Options)
 	h := &Handler{b: b, o: o, m: m}
 	h.holds = newHolds(ctx, b, w, m, o)
 	h.forward = NewForwarder(h.proxyError)
+	h.forward.TrustedProxies = o.TrustedProxies
 	return h
 }
 
@@ -83,8 +87,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route, ok := h.b.Table().Lookup(r.Host, r.URL.Path)
 	if !ok {
 		h.m.unrouted.WithLabelValues("404").Inc()
-		hosts := h.b.Table().Hosts()
-		http.Error(w, fmt.Sprintf("no route for host %q path %q; routed: %s", r.Host, r.URL.Path, orNone(hosts)), http.StatusNotFound)
+		// Only what the client asked for: the other tenants' hosts are none of its business.
+		http.Error(w, fmt.Sprintf("no route for host %q path %q", r.Host, r.URL.Path), http.StatusNotFound)
 		return
 	}
 	t := route.Target
@@ -216,13 +220,6 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		klog.V(2).InfoS("forward failed", "host", r.Host, "err", err)
 		http.Error(w, "activator: forward: "+err.Error(), http.StatusBadGateway)
 	}
-}
-
-func orNone(s []string) string {
-	if len(s) == 0 {
-		return "none"
-	}
-	return strings.Join(s, ", ")
 }
 
 // statusClientGone is the code counted for a client that left (nginx's 499); it is never written.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,7 @@ type fakeBackends struct {
 }
 
 func newFake(t Target) *fakeBackends {
-	tb, _ := NewTable([]Route{{Host: "web.example", Target: t}})
+	tb, _ := NewTable([]Route{{Host: "web.example", Target: t}}, nil)
 	return &fakeBackends{table: tb, ch: make(chan struct{})}
 }
 
@@ -122,12 +123,19 @@ func do(t *testing.T, c *http.Client, method, url, host, body string) (int, stri
 	return resp.StatusCode, string(b), resp.Header
 }
 
+// TestUnknownHostIs404NamingIt: the 404 names the host asked for, and no other route (review N5).
 func TestUnknownHostIs404NamingIt(t *testing.T) {
 	b := newFake(web)
+	b.table, _ = NewTable([]Route{{Host: "web.example", Target: web}, {Host: "admin.tenant-b.example", PathPrefix: "/internal", Target: web}}, nil)
 	s, _ := newActivator(t, b, &fakeWaker{}, Options{})
 	code, body, _ := do(t, s.Client(), "GET", s.URL+"/x", "nope.example", "")
-	if code != 404 || !strings.Contains(body, `"nope.example"`) || !strings.Contains(body, "web.example") {
-		t.Fatalf("got %d %q, want 404 naming the host and the routed ones", code, body)
+	if code != 404 || !strings.Contains(body, `"nope.example"`) {
+		t.Fatalf("got %d %q, want 404 naming the host", code, body)
+	}
+	for _, other := range []string{"web.example", "tenant-b", "/internal"} {
+		if strings.Contains(body, other) {
+			t.Fatalf("404 body %q names another route (%s)", body, other)
+		}
 	}
 }
 
@@ -342,31 +350,52 @@ func TestCancelledClientIsNeverForwarded(t *testing.T) {
 	waitFor(t, func() bool { return testutil.ToFloat64(m.requests.WithLabelValues("shop", "web", "499")) == 1 })
 }
 
+// TestProxyHeaders: hop-by-hop headers are dropped; X-Forwarded-* from a client are kept only when it
+// is a trusted proxy, else replaced by our own (review N5).
 func TestProxyHeaders(t *testing.T) {
-	u := newUpstream(t, "pod")
-	b := newFake(web)
-	b.set(u.addr())
-	s, _ := newActivator(t, b, &fakeWaker{}, Options{})
-	req, _ := http.NewRequest("GET", s.URL, nil)
-	req.Host = "web.example"
-	req.Header.Set("Connection", "X-Secret")
-	req.Header.Set("X-Secret", "hop")
-	req.Header.Set("Keep-Alive", "timeout=5")
-	req.Header.Set("X-Forwarded-For", "203.0.113.9")
-	resp, err := s.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	h := u.hdr[0]
-	if h.Get("X-Secret") != "" || h.Get("Keep-Alive") != "" {
-		t.Fatalf("hop-by-hop headers forwarded: %v", h)
-	}
-	if xff := h.Get("X-Forwarded-For"); !strings.HasPrefix(xff, "203.0.113.9, 127.0.0.1") {
-		t.Fatalf("X-Forwarded-For %q, want the client's chain with us appended", xff)
-	}
-	if h.Get("X-Forwarded-Host") != "web.example" || h.Get("X-Forwarded-Proto") != "http" {
-		t.Fatalf("X-Forwarded-Host/Proto: %v", h)
+	for _, tc := range []struct {
+		name                string
+		o                   Options
+		wantXFF, wantXFHost string
+		wantProto           string
+	}{
+		{"untrusted client: its X-Forwarded-* replaced", Options{}, "127.0.0.1", "web.example", "http"},
+		{"client outside the trusted CIDRs: replaced", Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, "127.0.0.1", "web.example", "http"},
+		{"trusted proxy: its chain appended to, Host and Proto kept", Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, "203.0.113.9, 127.0.0.1", "spoofed.example", "https"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := newUpstream(t, "pod")
+			b := newFake(web)
+			b.set(u.addr())
+			s, _ := newActivator(t, b, &fakeWaker{}, tc.o)
+			req, _ := http.NewRequest("GET", s.URL, nil)
+			req.Host = "web.example"
+			req.Header.Set("Connection", "X-Secret")
+			req.Header.Set("X-Secret", "hop")
+			req.Header.Set("Keep-Alive", "timeout=5")
+			req.Header.Set("X-Forwarded-For", "203.0.113.9")
+			req.Header.Set("X-Forwarded-Host", "spoofed.example")
+			req.Header.Set("X-Forwarded-Proto", "https")
+			req.Header.Set("Forwarded", "for=203.0.113.9")
+			resp, err := s.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			h := u.hdr[0]
+			if h.Get("X-Secret") != "" || h.Get("Keep-Alive") != "" {
+				t.Fatalf("hop-by-hop headers forwarded: %v", h)
+			}
+			if xff := h.Get("X-Forwarded-For"); xff != tc.wantXFF {
+				t.Fatalf("X-Forwarded-For %q, want %q", xff, tc.wantXFF)
+			}
+			if h.Get("X-Forwarded-Host") != tc.wantXFHost || h.Get("X-Forwarded-Proto") != tc.wantProto {
+				t.Fatalf("X-Forwarded-Host/Proto %q/%q, want %q/%q", h.Get("X-Forwarded-Host"), h.Get("X-Forwarded-Proto"), tc.wantXFHost, tc.wantProto)
+			}
+			if f := h.Get("Forwarded"); f != "" && tc.wantXFF == "127.0.0.1" {
+				t.Fatalf("Forwarded %q from an untrusted client kept", f)
+			}
+		})
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"time"
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -48,6 +49,25 @@ type Route struct {
 	Host       string
 	PathPrefix string // "" or starting with "/"
 	Target     Target
+	// Created and UID identify the claim (the HPA's creationTimestamp and
+	// UID): of two claims on one host, the older one wins.
+	Created time.Time
+	UID     string
+}
+
+// older orders claims: the older HPA first, then by UID, then by name, so
+// every replica, after every restart, takes the same decision.
+func older(a, b Route) bool {
+	if !a.Created.Equal(b.Created) {
+		return a.Created.Before(b.Created)
+	}
+	if a.UID != b.UID {
+		return a.UID < b.UID
+	}
+	if ka, kb := a.Target.Namespace+"/"+a.Target.HPA, b.Target.Namespace+"/"+b.Target.HPA; ka != kb {
+		return ka < kb
+	}
+	return a.Host+a.PathPrefix < b.Host+b.PathPrefix
 }
 
 // RoutesFromHPA reads the routes an HPA declares; none (and nil error) unless it opted in and set AnnotationHosts.
@@ -77,7 +97,7 @@ func RoutesFromHPA(h *autoscalingv2.HorizontalPodAutoscaler) ([]Route, error) {
 			errs = append(errs, fmt.Errorf("HPA %s/%s: %s: host %q: %s", h.Namespace, h.Name, AnnotationHosts, host, strings.Join(msgs, "; ")))
 			continue
 		}
-		r := Route{Host: host, Target: t}
+		r := Route{Host: host, Target: t, Created: h.CreationTimestamp.Time, UID: string(h.UID)}
 		if hasPrefix {
 			r.PathPrefix = "/" + strings.TrimSuffix(prefix, "/")
 			if r.PathPrefix == "/" {
@@ -94,30 +114,56 @@ type Table struct {
 	byHost map[string][]Route // longest prefix first
 }
 
-// NewTable indexes routes; a (host, prefix) claimed twice goes to the first HPA by namespace/name and the other is reported.
-func NewTable(routes []Route) (*Table, []error) {
-	sort.SliceStable(routes, func(i, j int) bool {
-		a, b := routes[i].Target, routes[j].Target
-		return a.Namespace+"/"+a.HPA < b.Namespace+"/"+b.HPA
-	})
+// Refusal is a claim NewTable refused: the route, and why.
+type Refusal struct {
+	Route Route
+	// Owner is the namespace that holds the host ("" when the ownership map refuses the claim).
+	Owner  string
+	Reason string
+}
+
+// Error renders the refusal with the HPA that made the claim.
+func (r Refusal) Error() string {
+	return fmt.Sprintf("route %s of HPA %s/%s refused: %s", r.Route.Host+r.Route.PathPrefix, r.Route.Target.Namespace, r.Route.Target.HPA, r.Reason)
+}
+
+// NewTable indexes routes and binds each host to one namespace. A claim is
+// refused when own (if not nil) does not allow the host to the claim's
+// namespace, or when the host is already routed to another namespace,
+// whatever the path prefix: the oldest claim (Route.Created, then UID)
+// holds a host. A (host, prefix) claimed twice in one namespace also goes to
+// the oldest. The decision does not depend on the order of routes.
+func NewTable(routes []Route, own Ownership) (*Table, []Refusal) {
+	routes = append([]Route(nil), routes...)
+	sort.SliceStable(routes, func(i, j int) bool { return older(routes[i], routes[j]) })
 	t := &Table{byHost: map[string][]Route{}}
-	var errs []error
-	seen := map[string]Target{}
+	var refused []Refusal
+	owner := map[string]string{} // host → namespace
+	seen := map[string]Target{}  // host+prefix → target
 	for _, r := range routes {
-		k := r.Host + r.PathPrefix
+		ns, k := r.Target.Namespace, r.Host+r.PathPrefix
+		if !own.Allows(ns, r.Host) {
+			refused = append(refused, Refusal{Route: r, Reason: fmt.Sprintf("the host ownership map does not allow host %s to namespace %s", r.Host, ns)})
+			continue
+		}
+		if o, ok := owner[r.Host]; ok && o != ns {
+			refused = append(refused, Refusal{Route: r, Owner: o, Reason: fmt.Sprintf("host %s is routed to namespace %s by an older claim", r.Host, o)})
+			continue
+		}
 		if prev, dup := seen[k]; dup {
 			if prev != r.Target {
-				errs = append(errs, fmt.Errorf("route %s: claimed by HPA %s/%s and HPA %s/%s; the first wins", k, prev.Namespace, prev.HPA, r.Target.Namespace, r.Target.HPA))
+				refused = append(refused, Refusal{Route: r, Owner: ns, Reason: fmt.Sprintf("%s is routed to HPA %s/%s by an older claim", k, prev.Namespace, prev.HPA)})
 			}
 			continue
 		}
+		owner[r.Host] = ns
 		seen[k] = r.Target
 		t.byHost[r.Host] = append(t.byHost[r.Host], r)
 	}
 	for _, rs := range t.byHost {
 		sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].PathPrefix) > len(rs[j].PathPrefix) })
 	}
-	return t, errs
+	return t, refused
 }
 
 // Lookup finds the route of a request's Host (port ignored) and path.

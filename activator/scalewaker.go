@@ -21,7 +21,7 @@ import (
 
 // ScaleWaker wakes a target the way promql-wake's push does, without its
 // leader gate: it reads the target's /scale, and only if it is at zero writes
-// max(1, minReplicas, keep-awake floor) with the resourceVersion it read
+// max(1, minReplicas, keep-awake floor), at most maxReplicas, with the resourceVersion it read
 // (optimistic concurrency: a conflict re-reads, so wakes from several
 // replicas are safe and the HPA or a human always wins), then clears the
 // sleeping state promql-wake records on the HPA. A target already awake is
@@ -61,6 +61,7 @@ func (s *ScaleWaker) Wake(ctx context.Context, t Target) error {
 	if f := policy.Floor(now()); f > replicas {
 		replicas = f
 	}
+	replicas = max(min(replicas, h.Spec.MaxReplicas), 1) // a keep-awake floor never exceeds what the HPA allows
 	ref := h.Spec.ScaleTargetRef
 	gv, err := schema.ParseGroupVersion(ref.APIVersion)
 	if err != nil {

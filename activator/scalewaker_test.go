@@ -61,6 +61,7 @@ func TestScaleWaker(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", Annotations: on},
 		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
 			MinReplicas:    ptr.To[int32](2),
+			MaxReplicas:    10,
 			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
 		},
 	}
@@ -102,6 +103,22 @@ func TestScaleWaker(t *testing.T) {
 			}
 		})
 	}
+	t.Run("keep-awake floor clamped to maxReplicas", func(t *testing.T) {
+		c := h.DeepCopy()
+		c.Annotations = map[string]string{"scale-to-zero.promql-adapter.io/enabled": "true", "scale-to-zero.promql-adapter.io/keep-awake": "* 00:00-24:00 UTC floor=50"}
+		c.Spec.MaxReplicas = 2
+		c.Spec.MinReplicas = ptr.To[int32](1)
+		st := &scaleState{}
+		kube := fake.NewClientset(c)
+		w := &ScaleWaker{Kube: kube, Scales: st.client(), Mapper: mapper,
+			HPA: func(string, string) (*autoscalingv2.HorizontalPodAutoscaler, error) { return c, nil }}
+		if err := w.Wake(context.Background(), web); err != nil {
+			t.Fatal(err)
+		}
+		if st.replicas != 2 {
+			t.Fatalf("woken to %d, want maxReplicas 2 (floor 50 clamped)", st.replicas)
+		}
+	})
 	t.Run("paused is an error", func(t *testing.T) {
 		p := h.DeepCopy()
 		p.Annotations = map[string]string{"scale-to-zero.promql-adapter.io/enabled": "true", "scale-to-zero.promql-adapter.io/paused": "true"}

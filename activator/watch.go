@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,12 +23,19 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+
+	"github.com/promql-adapter/promql-adapter/wake"
 )
 
 // Cluster is the activator's view of the cluster, kept by informers: the
 // routing table from HPAs, and the Ready addresses of Services from their
 // EndpointSlices. Nothing here lists from the API server per request.
+//
+// The table is rebuilt only when an HPA's routes can have changed (its
+// opt-in, route annotations or identity; not its status), at most once per
+// rebuildEvery: a burst of changes is coalesced into one rebuild.
 type Cluster struct {
 	factory  informers.SharedInformerFactory
 	hpas     autoscalinglisters.HorizontalPodAutoscalerLister
@@ -35,7 +43,17 @@ type Cluster struct {
 	slices   discoverylisters.EndpointSliceLister
 	synced   []cache.InformerSynced
 
-	table atomic.Pointer[Table]
+	// Events, if set, records a HostClaimRefused Event on an HPA whose claim the table refuses.
+	Events record.EventRecorder
+
+	table        atomic.Pointer[Table]
+	own          atomic.Pointer[Ownership] // nil: no ownership map
+	dirty        chan struct{}             // a rebuild is due
+	rebuildEvery time.Duration
+	rebuilds     atomic.Int64 // table rebuilds so far
+
+	rebuildMu sync.Mutex
+	refused   map[string]string // "ns/hpa host+prefix" → reason, as of the last rebuild
 
 	mu      sync.Mutex
 	changed chan struct{} // closed (and replaced) on every Service or EndpointSlice change
@@ -51,32 +69,109 @@ func NewCluster(kube kubernetes.Interface, resync time.Duration) *Cluster {
 		factory: f, hpas: hpa.Lister(), services: svc.Lister(), slices: eps.Lister(),
 		synced:  []cache.InformerSynced{hpa.Informer().HasSynced, svc.Informer().HasSynced, eps.Informer().HasSynced},
 		changed: make(chan struct{}),
+		dirty:   make(chan struct{}, 1), rebuildEvery: 100 * time.Millisecond,
 	}
 	c.table.Store(&Table{})
 	rebuild := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.rebuild() },
-		UpdateFunc: func(_, _ any) { c.rebuild() },
-		DeleteFunc: func(any) { c.rebuild() },
+		AddFunc: func(o any) {
+			if claims(o) {
+				c.requestRebuild()
+			}
+		},
+		UpdateFunc: func(old, cur any) {
+			if routeKey(old) != routeKey(cur) {
+				c.requestRebuild()
+			}
+		},
+		DeleteFunc: func(o any) {
+			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			if claims(o) {
+				c.requestRebuild()
+			}
+		},
 	}
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.notify() },
 		UpdateFunc: func(_, _ any) { c.notify() },
 		DeleteFunc: func(any) { c.notify() },
 	}
-	_, _ = hpa.Informer().AddEventHandler(rebuild)
+	// The handler's own HasSynced: the initial list has reached it, so Run's first rebuild has it all.
+	reg, _ := hpa.Informer().AddEventHandler(rebuild)
+	if reg != nil {
+		c.synced = append(c.synced, reg.HasSynced)
+	}
 	_, _ = svc.Informer().AddEventHandler(notify)
 	_, _ = eps.Informer().AddEventHandler(notify)
 	return c
 }
 
-// Run starts the informers and waits for their caches.
+// Run starts the informers, waits for their caches and builds the first
+// table; later rebuilds run until ctx ends.
 func (c *Cluster) Run(ctx context.Context) error {
 	c.factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return errors.New("activator: HPA, Service and EndpointSlice caches did not sync")
 	}
+	select {
+	case <-c.dirty: // the initial list is in this rebuild
+	default:
+	}
 	c.rebuild()
+	go c.rebuildLoop(ctx)
 	return nil
+}
+
+// SetOwnership puts a host ownership map in force (nil: none) and rebuilds the table.
+func (c *Cluster) SetOwnership(o Ownership) {
+	if o == nil {
+		c.own.Store(nil)
+	} else {
+		c.own.Store(&o)
+	}
+	c.requestRebuild()
+}
+
+func (c *Cluster) requestRebuild() {
+	select {
+	case c.dirty <- struct{}{}:
+	default: // one is due already
+	}
+}
+
+// rebuildLoop rebuilds on request, at once after a quiet spell and then at most once per rebuildEvery.
+func (c *Cluster) rebuildLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.dirty:
+		}
+		c.rebuild()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(c.rebuildEvery):
+		}
+	}
+}
+
+// claims reports whether an HPA object declares routes (opted in, with hosts).
+func claims(o any) bool {
+	h, ok := o.(*autoscalingv2.HorizontalPodAutoscaler)
+	return ok && h.Annotations[wake.AnnotationEnabled] == "true" && h.Annotations[AnnotationHosts] != ""
+}
+
+// routeKey is everything of an HPA the routing table reads: a status-only update leaves it unchanged.
+func routeKey(o any) string {
+	h, ok := o.(*autoscalingv2.HorizontalPodAutoscaler)
+	if !ok {
+		return ""
+	}
+	a := h.Annotations
+	return strings.Join([]string{h.Namespace, h.Name, string(h.UID), h.CreationTimestamp.UTC().String(),
+		a[wake.AnnotationEnabled], a[AnnotationHosts], a[AnnotationService]}, "\x00")
 }
 
 // HPA returns an HPA from the cache.
@@ -88,6 +183,9 @@ func (c *Cluster) HPA(namespace, name string) (*autoscalingv2.HorizontalPodAutos
 func (c *Cluster) Table() *Table { return c.table.Load() }
 
 func (c *Cluster) rebuild() {
+	c.rebuildMu.Lock()
+	defer c.rebuildMu.Unlock()
+	c.rebuilds.Add(1)
 	hpas, err := c.hpas.List(labels.Everything())
 	if err != nil {
 		klog.ErrorS(err, "list HPAs from cache")
@@ -101,13 +199,40 @@ func (c *Cluster) rebuild() {
 		}
 		routes = append(routes, rs...)
 	}
-	t, errs := NewTable(routes)
-	for _, err := range errs {
-		klog.ErrorS(err, "conflicting routes")
+	var own Ownership
+	if p := c.own.Load(); p != nil {
+		own = *p
 	}
+	t, refused := NewTable(routes, own)
+	c.report(refused)
 	c.table.Store(t)
 	c.notify() // a new route may already have Ready addresses
 }
+
+// report logs, and records as an Event on the HPA, each refused claim whose decision is new.
+func (c *Cluster) report(refused []Refusal) {
+	cur := make(map[string]string, len(refused))
+	for _, r := range refused {
+		key := r.Route.Target.Namespace + "/" + r.Route.Target.HPA + " " + r.Route.Host + r.Route.PathPrefix
+		cur[key] = r.Reason
+		if c.refused[key] == r.Reason {
+			continue
+		}
+		klog.ErrorS(r, "host claim refused", "hpa", r.Route.Target.Namespace+"/"+r.Route.Target.HPA, "host", r.Route.Host, "owner", r.Owner)
+		if c.Events == nil {
+			continue
+		}
+		h, err := c.hpas.HorizontalPodAutoscalers(r.Route.Target.Namespace).Get(r.Route.Target.HPA)
+		if err != nil {
+			continue
+		}
+		c.Events.Eventf(h, corev1.EventTypeWarning, ReasonHostClaimRefused, "route %s refused: %s", r.Route.Host+r.Route.PathPrefix, r.Reason)
+	}
+	c.refused = cur
+}
+
+// ReasonHostClaimRefused is the reason of the Event on an HPA whose route claim is refused.
+const ReasonHostClaimRefused = "HostClaimRefused"
 
 func (c *Cluster) notify() {
 	c.mu.Lock()
@@ -146,7 +271,7 @@ func (c *Cluster) Ready(t Target) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("endpointslices of %s: %w", t, err)
 	}
-	return readyAddresses(slices, sp), nil
+	return readyAddresses(slices, sp, t.Namespace), nil
 }
 
 // servicePort finds the port a Target names (by name or number, or the only one).
@@ -169,10 +294,28 @@ func servicePort(svc *corev1.Service, port string) (corev1.ServicePort, error) {
 	return corev1.ServicePort{}, &ServiceError{Reason: fmt.Sprintf("service %s/%s has no port %q (ports: %v)", svc.Namespace, svc.Name, port, have)}
 }
 
-// readyAddresses lists host:port of the Ready endpoints of sp across slices, deduplicated and sorted.
-func readyAddresses(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) []string {
+// ManagedByController is the EndpointSlice controller's value of discoveryv1.LabelManagedBy.
+const ManagedByController = "endpointslice-controller.k8s.io"
+
+// readyAddresses lists host:port of the Ready endpoints of sp across the
+// slices of namespace ns, deduplicated and sorted. Only what kube-proxy would
+// route to, from the target's own namespace, is used:
+//   - IPv4 and IPv6 slices only (an FQDN slice would make us resolve and dial any name);
+//   - addresses that parse as IPs of the slice's family, never loopback,
+//     link-local (cloud metadata), unspecified or multicast;
+//   - a slice kept by the EndpointSlice controller, or an endpoint whose
+//     targetRef is a Pod of ns.
+//
+// Ready nil counts as ready: the EndpointSlice API says "nil should be
+// interpreted as ready" and kube-proxy does so; a Terminating endpoint is
+// never used.
+func readyAddresses(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort, ns string) []string {
 	set := map[string]struct{}{}
 	for _, s := range slices {
+		if s.Namespace != ns || (s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6) {
+			continue
+		}
+		managed := s.Labels[discoveryv1.LabelManagedBy] == ManagedByController
 		var port int32 = -1
 		for _, p := range s.Ports {
 			if p.Port != nil && ptrString(p.Name) == sp.Name {
@@ -189,8 +332,13 @@ func readyAddresses(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) 
 			if e.Conditions.Terminating != nil && *e.Conditions.Terminating {
 				continue
 			}
+			if !managed && (e.TargetRef == nil || e.TargetRef.Kind != "Pod" || e.TargetRef.Namespace != ns) {
+				continue
+			}
 			for _, a := range e.Addresses {
-				set[net.JoinHostPort(a, strconv.Itoa(int(port)))] = struct{}{}
+				if ip, ok := usableIP(a, s.AddressType); ok {
+					set[netip.AddrPortFrom(ip, uint16(port)).String()] = struct{}{}
+				}
 			}
 		}
 	}
@@ -200,6 +348,23 @@ func readyAddresses(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) 
 	}
 	sort.Strings(out)
 	return out
+}
+
+// usableIP parses an endpoint address of a slice of type at and refuses what no pod has.
+func usableIP(a string, at discoveryv1.AddressType) (netip.Addr, bool) {
+	ip, err := netip.ParseAddr(a)
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	ip = ip.Unmap()
+	if (at == discoveryv1.AddressTypeIPv4) != ip.Is4() {
+		return netip.Addr{}, false
+	}
+	if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() ||
+		ip.IsMulticast() || ip.IsUnspecified() {
+		return netip.Addr{}, false
+	}
+	return ip, true
 }
 
 func ptrString(p *string) string {

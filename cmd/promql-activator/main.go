@@ -16,14 +16,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/scale"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/promql-adapter/promql-adapter/activator"
@@ -42,6 +46,8 @@ func main() {
 		qps        = flag.Float64("kube-api-qps", 20, "kube-apiserver client rate limit")
 		burst      = flag.Int("kube-api-burst", 40, "kube-apiserver client burst")
 		showVer    = flag.Bool("version", false, "print the version, commit and Go version, then exit")
+		ownFile    = flag.String("host-ownership-file", "", "YAML or JSON map of namespace to the host suffixes it may route (e.g. a mounted ConfigMap), re-read every 10s; empty: any namespace may claim a host no other namespace holds, the oldest claim wins")
+		trusted    = flag.String("trusted-proxy-cidrs", "", "\",\"-separated CIDRs of proxies (the ingress controller) whose X-Forwarded-For/-Host/-Proto are kept; from any other client they are replaced")
 	)
 	klog.InitFlags(flag.CommandLine)
 	flag.Parse()
@@ -49,15 +55,20 @@ func main() {
 		fmt.Println(version.Get().String("promql-activator"))
 		return
 	}
-	if err := run(*kubeconfig, *listen, *admin, float32(*qps), *burst, activator.Options{
-		MaxHeld: *maxHeld, MaxHeldBytes: *maxBytes, MaxWait: *maxWait, RetryAfter: *retryAfter,
+	proxies, err := activator.ParseCIDRs(*trusted)
+	if err != nil {
+		klog.ErrorS(err, "--trusted-proxy-cidrs")
+		os.Exit(2)
+	}
+	if err := run(*kubeconfig, *listen, *admin, float32(*qps), *burst, *ownFile, activator.Options{
+		MaxHeld: *maxHeld, MaxHeldBytes: *maxBytes, MaxWait: *maxWait, RetryAfter: *retryAfter, TrustedProxies: proxies,
 	}); err != nil {
 		klog.ErrorS(err, "promql-activator")
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfig, listen, adminListen string, qps float32, burst int, o activator.Options) error {
+func run(kubeconfig, listen, adminListen string, qps float32, burst int, ownFile string, o activator.Options) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return err
@@ -82,6 +93,23 @@ func run(kubeconfig, listen, adminListen string, qps float32, burst int, o activ
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	cluster := activator.NewCluster(kube, 10*time.Minute)
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	cluster.Events = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "promql-activator"})
+	if ownFile != "" {
+		data, err := os.ReadFile(ownFile)
+		if err != nil {
+			return fmt.Errorf("--host-ownership-file: %w", err)
+		}
+		own, err := activator.ParseOwnership(data)
+		if err != nil {
+			return fmt.Errorf("--host-ownership-file %s: %w", ownFile, err)
+		}
+		cluster.SetOwnership(own)
+		go activator.WatchOwnership(ctx, ownFile, data, 10*time.Second, cluster.SetOwnership)
+		klog.InfoS("host ownership map in force", "path", ownFile, "namespaces", len(own))
+	}
 	if err := cluster.Run(ctx); err != nil {
 		return err
 	}

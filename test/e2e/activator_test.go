@@ -21,6 +21,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -28,8 +29,11 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/scale"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 
 	"github.com/promql-adapter/promql-adapter/activator"
@@ -120,6 +124,11 @@ func startActivator(ctx context.Context, t *testing.T, o activator.Options) *act
 		t.Fatal(err)
 	}
 	cl := activator.NewCluster(st.Kube, 10*time.Minute)
+	// Events as cmd/promql-activator records them (HostClaimRefused).
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: st.Kube.CoreV1().Events("")})
+	t.Cleanup(broadcaster.Shutdown)
+	cl.Events = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "promql-activator"})
 	if err := cl.Run(ctx); err != nil {
 		t.Fatal(err)
 	}

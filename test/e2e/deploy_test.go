@@ -27,7 +27,7 @@ func TestDeployManifests(t *testing.T) {
 	for _, want := range []string{
 		"deployment.apps/promql-adapter", "deployment.apps/promql-wake",
 		"poddisruptionbudget.policy/promql-adapter", "networkpolicy.networking.k8s.io/promql-wake",
-		"deployment.apps/promql-activator", "poddisruptionbudget.policy/promql-activator",
+		"deployment.apps/promql-activator", "poddisruptionbudget.policy/promql-activator", "networkpolicy.networking.k8s.io/promql-activator",
 		"networkpolicy.networking.k8s.io/promql-adapter", "configmap/promql-adapter-rules",
 		"apiservice.apiregistration.k8s.io/v1beta2.custom.metrics.k8s.io",
 		"apiservice.apiregistration.k8s.io/v1beta1.custom.metrics.k8s.io",

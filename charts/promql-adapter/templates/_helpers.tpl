@@ -15,6 +15,18 @@
 {{- printf "%s" (include "promql-adapter.fullname" . | replace "promql-adapter" "promql-activator") | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The rules a wake needs: /scale of the targets, and promql-wake's sleeping state on the HPA. */}}
+{{- define "promql-adapter.activatorWakeRules" }}
+# A held request wakes its target through the scale subresource (optimistic concurrency).
+- apiGroups: [apps]
+  resources: [deployments/scale, statefulsets/scale, replicasets/scale]
+  verbs: [get, update]
+# A wake clears promql-wake's sleeping state on the HPA (a merge patch of its annotations).
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [patch]
+{{- end }}
+
 {{- define "promql-adapter.activatorSelectorLabels" -}}
 app.kubernetes.io/name: promql-activator
 app.kubernetes.io/instance: {{ .Release.Name }}
