@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real servers the integration tests run against, from Debian 12's
-# archive: prometheus, prometheus-alertmanager and victoria-metrics.
+# archive: prometheus (with promtool), prometheus-alertmanager and victoria-metrics.
 #
 # Idempotent: a package is installed only when its binary is missing, and
 # `apt-get update` runs (once) only when something has to be installed.
@@ -133,4 +133,12 @@ for c in "${COMPONENTS[@]}"; do
   deb=$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null) || deb="not from dpkg"
   printf '%-24s %-34s deb %-22s %s\n' "$pkg" "$bin" "$deb" "${version:-(binary reports no version)}"
 done
+# promtool comes with the prometheus package; test/monitoring runs `promtool check rules` and
+# `promtool test rules` on the shipped alerts.
+if promtool=$(find_binary promtool); then
+  printf '%-24s %-34s deb %-22s %s\n' "promtool" "$promtool" "(prometheus)" "$("$promtool" --version 2>&1 | head -n1)"
+else
+  log "ERROR: promtool: not found after installing prometheus"
+  failed=1
+fi
 ((failed == 0)) || die "some binaries are still missing"

@@ -182,6 +182,7 @@ func (ctl *Controller) sync(ctx context.Context, key types.NamespacedName) time.
 	if err != nil {
 		if ctx.Err() == nil {
 			ctl.c.Recorder.Eventf(h, corev1.EventTypeWarning, "FailedGetScale", "scale-to-zero: %v", err)
+			ctl.o.Metrics.failed("get_scale")
 		}
 		return ctl.o.PollAwake
 	}
@@ -225,6 +226,7 @@ func (ctl *Controller) sync(ctx context.Context, key types.NamespacedName) time.
 		if s.Err != nil {
 			// Never sleep or wake on missing data, and say so where the user looks.
 			ctl.c.Recorder.Eventf(h, corev1.EventTypeWarning, "FailedGetActivationSignal", "scale-to-zero: %s", d.Reason)
+			ctl.o.Metrics.failed("signal")
 			break
 		}
 	}
@@ -235,6 +237,7 @@ func (ctl *Controller) sync(ctx context.Context, key types.NamespacedName) time.
 	case d.Action == Sleep:
 		if err := ctl.setReplicas(ctx, h, gr, sc, 0, d.State); err != nil {
 			ctl.c.Recorder.Eventf(h, corev1.EventTypeWarning, "FailedScaleToZero", "%v", err)
+			ctl.o.Metrics.failed("sleep")
 			return ctl.o.PollAwake
 		}
 		ctl.o.Metrics.slept("idle")
@@ -243,6 +246,7 @@ func (ctl *Controller) sync(ctx context.Context, key types.NamespacedName) time.
 	case d.Action == Wake:
 		if err := ctl.setReplicas(ctx, h, gr, sc, d.Replicas, d.State); err != nil {
 			ctl.c.Recorder.Eventf(h, corev1.EventTypeWarning, "FailedWake", "%v", err)
+			ctl.o.Metrics.failed("wake")
 			return ctl.o.PollSleeping
 		}
 		reason := "signal"

@@ -25,6 +25,8 @@ import (
 	"k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
 	fakeexternal "k8s.io/metrics/pkg/client/external_metrics/fake"
 	"k8s.io/utils/ptr"
+
+	"github.com/promql-adapter/promql-adapter/internal/testutil"
 )
 
 // fakeTarget is a Deployment's /scale: replicas and a resourceVersion that every update bumps.
@@ -33,6 +35,7 @@ type fakeTarget struct {
 	replicas int32
 	rv       int
 	updates  []int32
+	fail     error // every update fails with it when set
 }
 
 func (f *fakeTarget) get() int32 {
@@ -54,6 +57,9 @@ func (f *fakeTarget) reactors(c *fakescale.FakeScaleClient) {
 		sc := a.(k8stesting.UpdateAction).GetObject().(*autoscalingv1.Scale)
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if f.fail != nil {
+			return true, nil, f.fail
+		}
 		if sc.ResourceVersion != strconv.Itoa(f.rv) {
 			return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, "web", errors.New("stale"))
 		}
@@ -246,5 +252,43 @@ func TestReadTimeout(t *testing.T) {
 	s := ctl.read(context.Background(), "shop", SignalRef{Kind: SignalExternal, Metric: "queue_messages_ready", Selector: labels.Everything()})
 	if !errors.Is(s.Err, context.DeadlineExceeded) {
 		t.Errorf("hanging read: %+v, want a deadline error", s)
+	}
+}
+
+// TestFailuresCounted: a /scale write that fails while waking (by signal or by push) or putting to
+// sleep is counted in promql_wake_failures_total by what failed, beside the HPA's Warning Event, so it
+// can be alerted on.
+func TestFailuresCounted(t *testing.T) {
+	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		replicas int32
+		queue    float64
+		push     bool
+		want     string
+	}{
+		{name: "wake by signal", replicas: 0, queue: 100, want: "wake"},
+		{name: "wake by push", replicas: 0, push: true, want: "wake"},
+		{name: "sleep", replicas: 1, queue: 0, want: "sleep"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := NewRegistry()
+			target := &fakeTarget{replicas: tc.replicas, fail: apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments/scale"}, "web", errors.New("denied"))}
+			ctl := newTestController(t, testHPA(nil), target, func() float64 { return tc.queue }, ControllerOptions{Now: func() time.Time { return now }, Metrics: NewMetrics(reg)})
+			ctl.state[webKey] = State{IdleSince: now.Add(-time.Hour)}
+			if tc.push {
+				if err := ctl.Wake(context.Background(), Target{Namespace: "shop", HPA: "web"}, "push"); err == nil {
+					t.Fatal("push: no error though the /scale write failed")
+				}
+			} else {
+				ctl.sync(context.Background(), webKey)
+			}
+			if got := testutil.GatheredValue(t, reg, "promql_wake_failures_total", map[string]string{"reason": tc.want}); got != 1 {
+				t.Errorf("promql_wake_failures_total{reason=%q} = %v, want 1", tc.want, got)
+			}
+			if got := target.get(); got != tc.replicas {
+				t.Errorf("replicas %d, want %d unchanged", got, tc.replicas)
+			}
+		})
 	}
 }

@@ -22,6 +22,7 @@ type Metrics struct {
 	latency         *prometheus.HistogramVec
 	sleepingTargets prometheus.Gauge
 	syncs           prometheus.Counter
+	failures        *prometheus.CounterVec
 }
 
 // NewMetrics creates the controller's collectors and registers them with reg.
@@ -49,7 +50,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "promql_wake_syncs_total",
 		Help: "Decisions taken, one per opted-in HPA per poll or change.",
 	})
-	reg.MustRegister(m.wakes, m.sleeps, m.latency, m.sleepingTargets, m.syncs)
+	m.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "promql_wake_failures_total",
+		Help: "Failed steps, by what failed: wake (a /scale write to wake, by signal, schedule or push), sleep (the /scale write to zero), get_scale (reading /scale), signal (reading an activation signal). A decision's failures are also Warning Events on the HPA.",
+	}, []string{"reason"})
+	reg.MustRegister(m.wakes, m.sleeps, m.latency, m.sleepingTargets, m.syncs, m.failures)
 	return m
 }
 
@@ -75,5 +80,11 @@ func (m *Metrics) sleeping(n int) {
 func (m *Metrics) synced() {
 	if m != nil {
 		m.syncs.Inc()
+	}
+}
+
+func (m *Metrics) failed(reason string) {
+	if m != nil {
+		m.failures.WithLabelValues(reason).Inc()
 	}
 }

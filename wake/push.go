@@ -73,6 +73,9 @@ func (ctl *Controller) Wake(ctx context.Context, t Target, reason string) error 
 		return ctl.setReplicas(ctx, h, gr, sc, replicas, State{})
 	})
 	if err != nil {
+		if ctx.Err() == nil {
+			ctl.o.Metrics.failed("wake")
+		}
 		return ctl.termErr(ctx, err)
 	}
 	if awake {

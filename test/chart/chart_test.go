@@ -116,7 +116,7 @@ func TestTemplateContents(t *testing.T) {
 			t.Errorf("defaults lack %q", s)
 		}
 	}
-	for _, s := range []string{"group: metrics.k8s.io", "kind: ServiceMonitor", "promql-wake", "promql-activator", "--apis="} {
+	for _, s := range []string{"group: metrics.k8s.io", "kind: ServiceMonitor", "promql-wake", "promql-activator", "--apis=", "kind: PrometheusRule", "grafana_dashboard"} {
 		if strings.Contains(def, s) {
 			t.Errorf("defaults hold %q", strings.TrimSpace(s))
 		}
@@ -146,7 +146,9 @@ func TestTemplateContents(t *testing.T) {
 	cm := Render(t, "../../testdata/chart/certmanager-wake.yaml")
 	for _, s := range []string{"kind: Certificate", "cert-manager.io/inject-ca-from: custom-metrics/promql-adapter", "kind: ServiceMonitor",
 		"name: promql-wake", "--leader-elect=true", "name: promql-wake-token", "kind: Issuer",
-		"httpGet: {path: /readyz, port: https, scheme: HTTPS}\n          periodSeconds: 2", "type: Recreate"} {
+		"httpGet: {path: /readyz, port: https, scheme: HTTPS}\n          periodSeconds: 2", "type: Recreate",
+		"kind: PrometheusRule", "- alert: PromQLAdapterAPIServiceUnavailable", "runbook_url: https://github.com/promql-adapter/promql-adapter/blob/main/docs/runbook.md#",
+		"name: promql-adapter-dashboard", `grafana_dashboard: "1"`, "promql-adapter.json: |-\n    {"} {
 		if !strings.Contains(cm, s) {
 			t.Errorf("cert-manager + wake values lack %q", s)
 		}
@@ -166,6 +168,8 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"seriesRelistInterval=often", "seriesRelistInterval"},
 		{"replica=3", "replica"},
 		{"activator.maxWait=soon", "activator.maxWait"},
+		{"prometheusRule.enabled=maybe", "prometheusRule.enabled"},
+		{"grafanaDashboard.label.x=y", "grafanaDashboard"},
 		{"networkPolicy.apiServerCIDRs={10.0.0.10}", "networkPolicy.apiServerCIDRs"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {

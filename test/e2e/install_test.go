@@ -42,14 +42,15 @@ func helmBin(t *testing.T) string {
 
 // TestChartServerSideDryRun renders charts/promql-adapter with the three golden value sets and sends
 // every object through kube-apiserver's server-side dry run with strict field validation; the
-// CRD-backed objects (cert-manager, ServiceMonitor) are checked against minimal CRDs that hold only
+// CRD-backed objects (cert-manager, ServiceMonitor, PrometheusRule) are checked against minimal CRDs that hold only
 // the fields the real ones have and the chart writes.
 func TestChartServerSideDryRun(t *testing.T) {
 	if _, err := kubectl(nil, "apply", "--server-side", "-f", filepath.Join(root, "testdata/chart/crds/minimal-crds.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kubectl(nil, "wait", "--for=condition=Established", "--timeout=60s",
-		"crd/certificates.cert-manager.io", "crd/issuers.cert-manager.io", "crd/servicemonitors.monitoring.coreos.com"); err != nil {
+		"crd/certificates.cert-manager.io", "crd/issuers.cert-manager.io", "crd/servicemonitors.monitoring.coreos.com",
+		"crd/prometheusrules.monitoring.coreos.com"); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"defaults", "pa-custom-resource", "certmanager-wake"} {
