@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
+	"os"
 	"strconv"
 	"time"
 
@@ -30,11 +31,13 @@ type Waker interface {
 
 // Options bound the activator.
 type Options struct {
-	MaxHeld      int           // held requests per target (default 100)
-	MaxHeldBytes int64         // bytes of held request bodies per target (default 8 MiB)
-	MaxWait      time.Duration // how long a request is held at most (default 60s)
-	RetryAfter   time.Duration // the Retry-After of a 503 (default 5s)
-	WakeEvery    time.Duration // how often a wake is repeated while requests are held (default 2s)
+	MaxHeld           int           // held requests per target (default 100)
+	MaxHeldBytes      int64         // bytes of held request bodies per target (default 8 MiB)
+	MaxHeldBytesTotal int64         // bytes of held request bodies over all targets (default 64 MiB)
+	MaxWait           time.Duration // how long a request is held at most (default 60s)
+	BodyReadTimeout   time.Duration // how long a held request's body may take to arrive (default and at most MaxWait)
+	RetryAfter        time.Duration // the Retry-After of a 503 (default 5s)
+	WakeEvery         time.Duration // how often a wake is repeated while requests are held (default 2s)
 	// TrustedProxies are the peers whose X-Forwarded-For/-Host/-Proto and Forwarded headers are kept
 	// (appended to); from any other peer they are replaced by the activator's own. None by default.
 	TrustedProxies []netip.Prefix
@@ -47,8 +50,14 @@ func (o *Options) complete() {
 	if o.MaxHeldBytes <= 0 {
 		o.MaxHeldBytes = 8 << 20
 	}
+	if o.MaxHeldBytesTotal <= 0 {
+		o.MaxHeldBytesTotal = 64 << 20
+	}
 	if o.MaxWait <= 0 {
 		o.MaxWait = 60 * time.Second
+	}
+	if o.BodyReadTimeout <= 0 || o.BodyReadTimeout > o.MaxWait {
+		o.BodyReadTimeout = o.MaxWait
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = 5 * time.Second
@@ -68,7 +77,10 @@ type Handler struct {
 	wrote   func(*http.Request) // test hook: a held request's headers are on the wire
 }
 
-// NewHandler builds the handler; ctx bounds the wake loops it starts.
+// NewHandler builds the handler; ctx bounds the wakes it calls. Give it a
+// context that outlives the server's Shutdown: once ctx ends no target is
+// woken any more, though held requests are still forwarded when their target
+// gets a Ready address, or answered at their own deadline.
 func NewHandler(ctx context.Context, b Backends, w Waker, m *Metrics, o Options) *Handler {
 	o.complete()
 	if m == nil {
@@ -120,7 +132,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The body may have to go twice to the transport (see below): nothing is
 	// read from it before a connection is made, so it must survive the close.
 	body := r.Body
-	if body != nil && body != http.NoBody {
+	hasBody := body != nil && body != http.NoBody
+	if hasBody {
 		r.Body = noClose{body}
 	}
 	defer func() {
@@ -128,19 +141,41 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			body.Close()
 		}
 	}()
+	// The bytes of a held body, reserved before it is read, given back once it is garbage.
+	res := &reservation{t: t}
+	defer h.holds.unreserve(res)
+	var held heldBody
+	read := !hasBody
 	for attempt := 0; attempt < 2; attempt++ {
 		if attempt > 0 || len(addrs) == 0 || h.holds.holding(t) {
-			held, ok := h.readHeldBody(w, r, t)
-			if !ok {
+			size := int64(0)
+			if !read && r.ContentLength > 0 {
+				size = r.ContentLength
+			}
+			wt, err := h.holds.enter(t, res, size)
+			if err != nil {
+				var unread io.Reader
+				if !read {
+					unread = body
+				}
+				h.refuse(w, r, t, err, unread, true)
 				return
 			}
-			started, connected, ok := h.holds.hold(w, r, t, int64(len(held)), deadline)
+			if !read {
+				if held, ok = h.readHeldBody(w, r, t, body, res, arrived.Add(h.o.BodyReadTimeout)); !ok {
+					h.holds.abandon(wt)
+					return
+				}
+				read = true
+			}
+			wt.bodyRead.Store(true)
+			started, connected, ok := h.holds.wait(w, r, wt, deadline)
 			if !ok {
 				return
 			}
 			defer started()
-			if r.Body != nil && r.Body != http.NoBody {
-				r.Body = io.NopCloser(bytes.NewReader(held))
+			if hasBody {
+				r.Body = io.NopCloser(held.reader())
 			}
 			in := r
 			r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
@@ -174,33 +209,154 @@ type noClose struct{ io.Reader }
 
 func (noClose) Close() error { return nil }
 
-// readHeldBody reads a held request's body, within the per-target byte budget.
-func (h *Handler) readHeldBody(w http.ResponseWriter, r *http.Request, t Target) ([]byte, bool) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, true
+// heldBlock is the most a body of unknown length reserves, and allocates, at a time.
+const heldBlock = 64 << 10
+
+// heldBody is a held request's body, in the blocks it was read into.
+type heldBody [][]byte
+
+// reader reads the body from its start.
+func (b heldBody) reader() io.Reader {
+	rs := make([]io.Reader, len(b))
+	for i, p := range b {
+		rs[i] = bytes.NewReader(p)
 	}
-	limit := h.o.MaxHeldBytes
-	if r.ContentLength > limit {
-		h.full(w, t, fmt.Sprintf("request body of %d bytes is over the %d bytes held per target", r.ContentLength, limit))
-		return nil, false
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		sw := w.(*statusWriter)
-		sw.status = statusClientGone
-		return nil, false
-	}
-	if int64(len(body)) > limit {
-		h.full(w, t, fmt.Sprintf("request body is over the %d bytes held per target", limit))
-		return nil, false
-	}
-	return body, true
+	return io.MultiReader(rs...)
 }
 
-// full answers 503 at once: the target's queue has no room.
-func (h *Handler) full(w http.ResponseWriter, t Target, why string) {
-	w.Header().Set("Retry-After", strconv.Itoa(int(h.o.RetryAfter.Seconds())))
-	http.Error(w, fmt.Sprintf("activator: %s is waking and its queue is full: %s", t, why), http.StatusServiceUnavailable)
+// readHeldBody reads a held request's body by readBy (its read deadline, so a
+// client that stops sending is answered then). A declared length was reserved
+// when the request entered its queue, and is read into one buffer of that
+// size; a body of unknown length reserves each block before reading into it,
+// and is refused once the budgets have no room for more.
+func (h *Handler) readHeldBody(w http.ResponseWriter, r *http.Request, t Target, body io.Reader, res *reservation, readBy time.Time) (heldBody, bool) {
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(readBy); err != nil {
+		klog.V(4).InfoS("no read deadline for a held body", "target", t, "err", err)
+	}
+	var held heldBody
+	var err error
+	if r.ContentLength > 0 {
+		buf := make([]byte, r.ContentLength)
+		var n int
+		if n, err = fill(body, buf); err == nil || (err == io.EOF && n == len(buf)) {
+			err = atEOF(body)
+		}
+		held = heldBody{buf}
+	} else {
+		held, err = h.readUnknown(body, res)
+	}
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{}) // the forward may take longer; the body is read
+		return held, true
+	}
+	var full *fullError
+	switch {
+	case errors.As(err, &full):
+		h.refuse(w, r, t, err, body, true)
+	case errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(readBy):
+		klog.V(2).InfoS("held request body not received in time", "target", t, "within", h.o.BodyReadTimeout)
+		h.refuse(w, r, t, fmt.Errorf("%w: its body did not arrive within %s", errBodyTimeout, h.o.BodyReadTimeout), body, false)
+	default: // the client went away while sending
+		w.(*statusWriter).status = statusClientGone
+	}
+	return nil, false
+}
+
+// errBodyTimeout: a held request's body did not arrive by its read deadline.
+var errBodyTimeout = errors.New("request body too slow")
+
+// readUnknown reads a body of unknown length in blocks, each reserved on res before it is allocated.
+func (h *Handler) readUnknown(body io.Reader, res *reservation) (heldBody, error) {
+	var held heldBody
+	for {
+		room, err := h.holds.growUpTo(res, heldBlock)
+		if room == 0 {
+			// No room left: fine if the body has ended.
+			if eof := atEOF(body); eof != nil {
+				if errors.Is(eof, errMoreBody) {
+					return nil, err
+				}
+				return nil, eof
+			}
+			return held, nil
+		}
+		buf := make([]byte, room)
+		n, rerr := fill(body, buf)
+		if n > 0 {
+			held = append(held, buf[:n])
+		}
+		switch {
+		case rerr == io.EOF:
+			return held, nil
+		case rerr != nil:
+			return nil, rerr
+		}
+	}
+}
+
+// errMoreBody: the body goes on past what was read.
+var errMoreBody = errors.New("request body goes on")
+
+// atEOF reads one more byte: nil at the body's end, errMoreBody if there is more.
+func atEOF(body io.Reader) error {
+	var p [1]byte
+	for {
+		n, err := body.Read(p[:])
+		switch {
+		case n > 0:
+			return errMoreBody
+		case err == io.EOF:
+			return nil
+		case err != nil:
+			return err
+		}
+	}
+}
+
+// fill reads into all of buf, or until the body's error (io.EOF at its end).
+func fill(body io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := body.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// refuse answers 503 with Retry-After at once: no room to hold the request
+// (or its body did not arrive in time). An unread body is not held: over
+// HTTP/1 the connection is closed after the answer, and, when the client may
+// still be sending (drain), what it sends is read and dropped for at most a
+// second after the answer has gone, so that the close does not reset the
+// answer away before the client reads it, and a client that stalls cannot
+// keep the handler.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, t Target, err error, unread io.Reader, drain bool) {
+	msg := fmt.Sprintf("activator: %s is waking and its queue is full: %v\n", t, err)
+	if errors.Is(err, errBodyTimeout) {
+		msg = fmt.Sprintf("activator: %s is waking and %v\n", t, err)
+	}
+	hdr := w.Header()
+	if unread != nil && r.ProtoMajor == 1 {
+		hdr.Set("Connection", "close")
+	}
+	hdr.Set("Retry-After", strconv.Itoa(int(h.o.RetryAfter.Seconds())))
+	hdr.Set("Content-Type", "text/plain; charset=utf-8")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Content-Length", strconv.Itoa(len(msg))) // complete once flushed, before the drain
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = io.WriteString(w, msg)
+	if unread == nil || !drain || r.ProtoMajor != 1 {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if rc.Flush() != nil || rc.SetReadDeadline(time.Now().Add(time.Second)) != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, unread)
 }
 
 // proxyError turns a failed forward into a status: 503 while nothing accepts, 499 when the client left, else 502.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -476,4 +477,226 @@ func TestColdStartEndsAtConnection(t *testing.T) {
 	if sum < boot.Seconds() {
 		t.Fatalf("cold start observed %.3fs, before the process listened (%s after its address was Ready)", sum, boot)
 	}
+}
+
+// stallingBody is a client that sends n bytes of its body, then stops sending (until stop or gone is closed).
+type stallingBody struct {
+	n    int
+	stop <-chan struct{}
+	gone <-chan struct{} // the client gives up (nil: never)
+}
+
+func (s *stallingBody) Read(p []byte) (int, error) {
+	if s.n == 0 {
+		select {
+		case <-s.stop:
+		case <-s.gone:
+		}
+		return 0, io.ErrUnexpectedEOF
+	}
+	k := min(len(p), s.n) // whatever p holds: a stalled body never reaches an upstream
+	s.n -= k
+	return k, nil
+}
+
+// reply is a client's outcome.
+type reply struct {
+	code       int
+	retryAfter string
+	body       string
+	err        error
+}
+
+// send POSTs body to host through s in the background, with a 20 s bound (so no test hangs);
+// contentLength -1 sends it chunked.
+func send(ctx context.Context, s *httptest.Server, host string, body io.Reader, contentLength int64) <-chan reply {
+	out := make(chan reply, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", s.URL+"/", body)
+		req.Host = host
+		req.ContentLength = contentLength
+		var r reply
+		resp, err := s.Client().Do(req)
+		if err != nil {
+			r.err = err
+		} else {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			r.code, r.retryAfter, r.body = resp.StatusCode, resp.Header.Get("Retry-After"), string(b)
+		}
+		out <- r
+	}()
+	return out
+}
+
+// heldBytes is what the activator has reserved for held bodies, in all.
+func heldBytes(h *Handler) int64 {
+	h.holds.mu.Lock()
+	defer h.holds.mu.Unlock()
+	return h.holds.total
+}
+
+// TestStallingBodiesAreBounded (review N2): with one slot, 20 clients that each send 1 MiB less a byte
+// and stall: 2..20 get 503 with Retry-After at once (their bodies are never read), the one held gets
+// 503 by max-wait + 1 s, and the activator's heap does not grow by the 20 bodies.
+func TestStallingBodiesAreBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		contentLength int64
+	}{
+		{"chunked", -1},
+		{"content-length", 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newFake(web)
+			o := Options{MaxHeld: 1, MaxHeldBytes: 1 << 20, MaxWait: 2 * time.Second}
+			s, m := newActivator(t, b, &fakeWaker{}, o)
+			h := s.Config.Handler.(*Handler)
+			stop := make(chan struct{})
+			t.Cleanup(func() { close(stop) })
+			runtime.GC()
+			var before, during runtime.MemStats
+			runtime.ReadMemStats(&before)
+
+			sent := time.Now()
+			first := send(context.Background(), s, "web.example", &stallingBody{n: 1<<20 - 1, stop: stop}, tc.contentLength)
+			deadline := time.Now().Add(time.Second)
+			for testutil.ToFloat64(m.held.WithLabelValues("shop", "web")) != 1 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			var rest []<-chan reply
+			for i := 1; i < 20; i++ {
+				rest = append(rest, send(context.Background(), s, "web.example", &stallingBody{n: 1<<20 - 1, stop: stop}, tc.contentLength))
+			}
+			time.Sleep(500 * time.Millisecond)
+			for i, c := range rest {
+				select {
+				case r := <-c:
+					if r.err != nil || r.code != 503 || r.retryAfter == "" || !strings.Contains(r.body, "queue is full") {
+						t.Errorf("request %d: %d Retry-After %q %q %v; want 503 queue full with Retry-After", i+2, r.code, r.retryAfter, r.body, r.err)
+					}
+				default:
+					t.Errorf("request %d: no answer within 500ms with the queue full", i+2)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&during)
+			if grew := int64(during.HeapInuse) - int64(before.HeapInuse); grew > 6<<20 {
+				t.Errorf("heap in use grew by %d MiB with one 1 MiB body held", grew>>20)
+			}
+			select {
+			case r := <-first:
+				if r.err != nil || r.code != 503 || r.retryAfter == "" || !strings.Contains(r.body, "body") {
+					t.Errorf("stalled held request: %d Retry-After %q %q %v; want 503 naming the body, with Retry-After", r.code, r.retryAfter, r.body, r.err)
+				}
+			case <-time.After(time.Until(sent.Add(o.MaxWait + time.Second))):
+				t.Fatalf("stalled held request: no answer by max-wait + 1s")
+			}
+			waitFor(t, func() bool { return heldBytes(h) == 0 })
+		})
+	}
+}
+
+// TestHeldBodiesGlobalBudget: bodies held for all targets share --max-held-bytes-total; a body that
+// does not fit gets 503 at once (declared or chunked), and a client that leaves gives its bytes back.
+func TestHeldBodiesGlobalBudget(t *testing.T) {
+	a, bb, c := web, Target{Namespace: "shop", HPA: "b", Service: "b"}, Target{Namespace: "shop", HPA: "c", Service: "c"}
+	tb, _ := NewTable([]Route{{Host: "a.example", Target: a}, {Host: "b.example", Target: bb}, {Host: "c.example", Target: c}}, nil)
+	b := &fakeBackends{table: tb, ch: make(chan struct{})}
+	u := newUpstream(t, "pod")
+	s, m := newActivator(t, b, &fakeWaker{}, Options{MaxHeldBytes: 2 << 20, MaxHeldBytesTotal: 3 << 20, MaxWait: 10 * time.Second})
+	h := s.Config.Handler.(*Handler)
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+
+	actx, leave := context.WithCancel(context.Background())
+	defer leave()
+	ra := send(actx, s, "a.example", &stallingBody{n: 1, stop: stop, gone: actx.Done()}, 2<<20)
+	bctx, leaveB := context.WithCancel(context.Background())
+	defer leaveB()
+	rb := send(bctx, s, "b.example", &stallingBody{n: 1, stop: stop, gone: bctx.Done()}, 1<<20)
+	waitFor(t, func() bool { return heldBytes(h) == 3<<20 })
+
+	for _, tc := range []struct {
+		name string
+		body io.Reader
+		cl   int64
+	}{
+		{"declared", strings.NewReader("x"), 1},
+		{"chunked", &stallingBody{n: 1 << 20, stop: stop}, -1},
+	} {
+		start := time.Now()
+		r := <-send(context.Background(), s, "c.example", tc.body, tc.cl)
+		if r.err != nil || r.code != 503 || r.retryAfter == "" || !strings.Contains(r.body, "3145728 bytes") {
+			t.Errorf("%s: %d Retry-After %q %q %v; want 503 naming the 3145728 bytes held in all", tc.name, r.code, r.retryAfter, r.body, r.err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s: answered after %s, want at once", tc.name, d)
+		}
+	}
+
+	leave() // a's client goes away: its 2 MiB are free again
+	if r := <-ra; r.err == nil {
+		t.Fatalf("a: got %d, want the client's own cancellation", r.code)
+	}
+	waitFor(t, func() bool { return heldBytes(h) == 1<<20 })
+	rc := send(context.Background(), s, "c.example", strings.NewReader(strings.Repeat("y", 2<<20)), 2<<20)
+	waitFor(t, func() bool { return testutil.ToFloat64(m.held.WithLabelValues("shop", "c")) == 1 })
+	b.set(u.addr())
+	if r := <-rc; r.err != nil || r.code != 200 || !strings.HasPrefix(r.body, "pod c.example yyy") {
+		t.Fatalf("c after a left: %d %.40q %v; want the upstream's answer", r.code, r.body, r.err)
+	}
+	leaveB()
+	<-rb
+	waitFor(t, func() bool { return heldBytes(h) == 0 })
+}
+
+// TestHeldRequestsDrainAfterCancel (review N3): once the handler's context ends (the process is shutting
+// down), a held request is still forwarded when its target gets a Ready address, and a new request is not
+// queued behind a dead queue.
+func TestHeldRequestsDrainAfterCancel(t *testing.T) {
+	u := newUpstream(t, "pod")
+	b := newFake(web)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := NewMetrics(prometheus.NewRegistry())
+	s := httptest.NewServer(NewHandler(ctx, b, &fakeWaker{}, m, Options{MaxWait: 30 * time.Second}))
+	defer s.Close()
+	held := send(context.Background(), s, "web.example", strings.NewReader("held"), 4)
+	waitFor(t, func() bool { return testutil.ToFloat64(m.held.WithLabelValues("shop", "web")) == 1 })
+	cancel()
+	time.Sleep(100 * time.Millisecond) // the wake loop sees the cancel
+	b.set(u.addr())
+	select {
+	case r := <-held:
+		if r.err != nil || r.code != 200 || r.body != "pod web.example held" {
+			t.Fatalf("held request: %d %q %v; want the upstream's answer", r.code, r.body, r.err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("held request: no answer within 1s of its target getting a Ready address")
+	}
+	code, body, _ := do(t, s.Client(), "POST", s.URL+"/", "web.example", "next")
+	if code != 200 || body != "pod web.example next" {
+		t.Fatalf("request after the cancel: %d %q; want the upstream's answer", code, body)
+	}
+}
+
+// TestBodyReadTimeout: a held request whose body stalls is answered at --body-read-timeout when it is
+// shorter than max-wait, and its bytes are given back.
+func TestBodyReadTimeout(t *testing.T) {
+	b := newFake(web)
+	s, _ := newActivator(t, b, &fakeWaker{}, Options{MaxWait: 20 * time.Second, BodyReadTimeout: 300 * time.Millisecond, RetryAfter: 3 * time.Second})
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	start := time.Now()
+	r := <-send(context.Background(), s, "web.example", &stallingBody{n: 10, stop: stop}, 100)
+	if r.err != nil || r.code != 503 || r.retryAfter != "3" || !strings.Contains(r.body, "did not arrive within 300ms") {
+		t.Fatalf("got %d Retry-After %q %q %v; want 503 naming the body read timeout, Retry-After 3", r.code, r.retryAfter, r.body, r.err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("answered after %s, want by the 300ms body read timeout", d)
+	}
+	waitFor(t, func() bool { return heldBytes(s.Config.Handler.(*Handler)) == 0 })
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,8 +41,11 @@ func main() {
 		listen     = flag.String("listen", ":8080", "address of the proxy (HTTP/1.1 and h2c)")
 		admin      = flag.String("admin-listen", ":9090", "address of /metrics, /healthz and /readyz")
 		maxHeld    = flag.Int("max-held", 100, "requests held per target while it wakes; more get 503 at once")
-		maxBytes   = flag.Int64("max-held-bytes", 8<<20, "bytes of request bodies held per target")
+		maxBytes   = flag.Int64("max-held-bytes", 8<<20, "bytes of request bodies held per target; a body that does not fit gets 503 at once")
+		maxTotal   = flag.Int64("max-held-bytes-total", 64<<20, "bytes of request bodies held over all targets; a body that does not fit gets 503 at once")
 		maxWait    = flag.Duration("max-wait", 60*time.Second, "how long a request is held at most; then 503 with Retry-After")
+		bodyRead   = flag.Duration("body-read-timeout", 0, "how long a held request's body may take to arrive, then 503 with Retry-After (0: max-wait; at most max-wait)")
+		shutDelay  = flag.Duration("shutdown-delay", 5*time.Second, "on SIGTERM, /readyz fails at once and the proxy keeps serving this long before it drains, while clients move to other replicas")
 		retryAfter = flag.Duration("retry-after", 5*time.Second, "the Retry-After of a 503")
 		qps        = flag.Float64("kube-api-qps", 20, "kube-apiserver client rate limit")
 		burst      = flag.Int("kube-api-burst", 40, "kube-apiserver client burst")
@@ -60,15 +64,16 @@ func main() {
 		klog.ErrorS(err, "--trusted-proxy-cidrs")
 		os.Exit(2)
 	}
-	if err := run(*kubeconfig, *listen, *admin, float32(*qps), *burst, *ownFile, activator.Options{
-		MaxHeld: *maxHeld, MaxHeldBytes: *maxBytes, MaxWait: *maxWait, RetryAfter: *retryAfter, TrustedProxies: proxies,
+	if err := run(*kubeconfig, *listen, *admin, float32(*qps), *burst, *ownFile, *shutDelay, activator.Options{
+		MaxHeld: *maxHeld, MaxHeldBytes: *maxBytes, MaxHeldBytesTotal: *maxTotal, MaxWait: *maxWait, BodyReadTimeout: *bodyRead,
+		RetryAfter: *retryAfter, TrustedProxies: proxies,
 	}); err != nil {
 		klog.ErrorS(err, "promql-activator")
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfig, listen, adminListen string, qps float32, burst int, ownFile string, o activator.Options) error {
+func run(kubeconfig, listen, adminListen string, qps float32, burst int, ownFile string, shutdownDelay time.Duration, o activator.Options) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return err
@@ -92,8 +97,12 @@ func run(kubeconfig, listen, adminListen string, qps float32, burst int, ownFile
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The informers, wake loops and wakes outlive the drain: held requests are
+	// forwarded when their target wakes, also after SIGTERM.
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
 	cluster := activator.NewCluster(kube, 10*time.Minute)
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster := record.NewBroadcaster(record.WithContext(runCtx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 	cluster.Events = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "promql-activator"})
@@ -107,22 +116,29 @@ func run(kubeconfig, listen, adminListen string, qps float32, burst int, ownFile
 			return fmt.Errorf("--host-ownership-file %s: %w", ownFile, err)
 		}
 		cluster.SetOwnership(own)
-		go activator.WatchOwnership(ctx, ownFile, data, 10*time.Second, cluster.SetOwnership)
+		go activator.WatchOwnership(runCtx, ownFile, data, 10*time.Second, cluster.SetOwnership)
 		klog.InfoS("host ownership map in force", "path", ownFile, "namespaces", len(own))
 	}
-	if err := cluster.Run(ctx); err != nil {
+	if err := cluster.Run(runCtx); err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	waker := &activator.ScaleWaker{Kube: kube, Scales: scales, Mapper: mapper, HPA: cluster.HPA}
-	h := activator.NewHandler(ctx, cluster, waker, activator.NewMetrics(reg), o)
+	h := activator.NewHandler(runCtx, cluster, waker, activator.NewMetrics(reg), o)
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }
 	mux.HandleFunc("/healthz", ok)
-	mux.HandleFunc("/readyz", ok) // caches synced before we listen
+	var draining atomic.Bool
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { // caches synced before we listen
+		if draining.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		ok(w, r)
+	})
 	adminSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	proxySrv := activator.NewServer(h)
 
@@ -143,9 +159,20 @@ func run(kubeconfig, listen, adminListen string, qps float32, burst int, ownFile
 	case err := <-errc:
 		return err
 	}
-	// Drain: held and in-flight requests finish (up to max-wait) before we exit.
+	stop() // a second signal ends the process at once
+	// Drain: not Ready at once, so that Service endpoints move away, while the
+	// proxy still serves what is sent to it meanwhile; then no new connection,
+	// and held and in-flight requests finish (up to max-wait) before we exit.
+	draining.Store(true)
+	klog.InfoS("shutting down: not ready; serving until the shutdown delay ends, then draining", "shutdownDelay", shutdownDelay, "maxWait", o.MaxWait)
+	select {
+	case <-time.After(shutdownDelay):
+	case err := <-errc:
+		return err
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), o.MaxWait+5*time.Second)
 	defer cancel()
-	err = errors.Join(proxySrv.Shutdown(sctx), adminSrv.Shutdown(sctx))
-	return err
+	err = proxySrv.Shutdown(sctx)
+	klog.InfoS("proxy drained", "err", err)
+	return errors.Join(err, adminSrv.Shutdown(sctx))
 }

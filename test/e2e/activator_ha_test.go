@@ -68,12 +68,18 @@ var servingLine = regexp.MustCompile(`"serving" proxy="([^"]+)" admin="([^"]+)"`
 func startActivatorProc(ctx context.Context, t *testing.T, id string, args ...string) *activatorProc {
 	t.Helper()
 	bin, kc := buildActivator(ctx, t)
+	return runActivatorProc(ctx, t, id, exec.Command(bin, append([]string{"--kubeconfig=" + kc, "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0", "--v=2"}, args...)...))
+}
+
+// runActivatorProc starts cmd, a promql-activator command, and waits until it serves (its addresses read from its log).
+func runActivatorProc(ctx context.Context, t *testing.T, id string, cmd *exec.Cmd) *activatorProc {
+	t.Helper()
 	logf, err := os.Create(filepath.Join(t.TempDir(), id+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &activatorProc{done: make(chan struct{})}
-	p.cmd = exec.Command(bin, append([]string{"--kubeconfig=" + kc, "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0", "--v=2"}, args...)...)
+	p.cmd = cmd
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
