@@ -26,6 +26,7 @@ type paFlags struct {
 	authConfig            string
 	authInCluster         bool
 	clientCert, clientKey string
+	disableHTTP2          bool
 	logged                bool // the warnings were logged
 }
 
@@ -33,6 +34,7 @@ type paFlags struct {
 var PrometheusAdapterFlagNames = []string{
 	"metrics-relist-interval", "metrics-max-age", "prometheus-auth-config", "prometheus-auth-incluster",
 	"prometheus-client-tls-cert-file", "prometheus-client-tls-key-file", "prometheus-verb",
+	"disable-http2",
 }
 
 // addPrometheusAdapterFlags registers prometheus-adapter's flag names on fs.
@@ -44,6 +46,7 @@ func (o *Options) addPrometheusAdapterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&p.authInCluster, "prometheus-auth-incluster", false, "reach Prometheus with the pod's service account token and the cluster CA")
 	fs.StringVar(&p.clientCert, "prometheus-client-tls-cert-file", "", "client certificate presented to Prometheus (reloaded when it changes)")
 	fs.StringVar(&p.clientKey, "prometheus-client-tls-key-file", "", "key of --prometheus-client-tls-cert-file")
+	fs.BoolVar(&p.disableHTTP2, "disable-http2", false, "prometheus-adapter's name for --disable-http2-serving: the secure port serves HTTP/1.1 only (TLS ALPN offers no h2), which keeps HTTP/2 attacks such as rapid reset (CVE-2023-44487) off it")
 	fs.StringVar(&o.PrometheusVerb, "prometheus-verb", o.PrometheusVerb, "HTTP method of queries and discovery calls: POST (the default) falls back to GET, for good, when Prometheus answers 405 or 501; GET sends every call by GET (prometheus-adapter's default), and a URL refused as too long (414) is an error naming this flag")
 }
 
@@ -60,6 +63,10 @@ func (o *Options) normalizePrometheusAdapterFlags() error {
 	}
 	if p.maxAge > 0 {
 		o.SeriesMaxAge = p.maxAge
+	}
+	if p.disableHTTP2 {
+		// k8s.io/apiserver's own switch: SecureServingInfo.DisableHTTP2 leaves h2 out of ALPN.
+		o.Server.SecureServing.DisableHTTP2Serving = true
 	}
 	if p.authConfig != "" && p.authInCluster {
 		errs = append(errs, errors.New("--prometheus-auth-config and --prometheus-auth-incluster exclude each other"))
