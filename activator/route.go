@@ -180,7 +180,7 @@ func (t *Table) Lookup(host, path string) (Route, bool) {
 	return Route{}, false
 }
 
-// Hosts lists the routed hosts, with their prefixes, sorted: what a 404 says exists.
+// Hosts lists the routed hosts, with their prefixes, sorted (for diagnostics; never sent to clients).
 func (t *Table) Hosts() []string {
 	var out []string
 	for _, rs := range t.byHost {
