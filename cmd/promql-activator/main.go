@@ -32,6 +32,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/promql-adapter/promql-adapter/activator"
+	"github.com/promql-adapter/promql-adapter/cmd/internal/logflags"
 	"github.com/promql-adapter/promql-adapter/version"
 )
 
@@ -53,12 +54,17 @@ func main() {
 		ownFile    = flag.String("host-ownership-file", "", "YAML or JSON map of namespace to the host suffixes it may route (e.g. a mounted ConfigMap), re-read every 10s; empty: any namespace may claim a host no other namespace holds, the oldest claim wins")
 		trusted    = flag.String("trusted-proxy-cidrs", "", "\",\"-separated CIDRs of proxies (the ingress controller) whose X-Forwarded-For/-Host/-Proto are kept; from any other client they are replaced")
 	)
-	klog.InitFlags(flag.CommandLine)
+	logging := logflags.AddGo(flag.CommandLine)
 	flag.Parse()
 	if *showVer {
 		fmt.Println(version.Get().String("promql-activator"))
 		return
 	}
+	if err := logging.Apply(); err != nil {
+		fmt.Fprintf(os.Stderr, "promql-activator: %v\n", err)
+		os.Exit(2)
+	}
+	klog.InfoS("starting", "version", version.Get().Version, "commit", version.Get().Commit, "go", version.Get().GoVersion)
 	proxies, err := activator.ParseCIDRs(*trusted)
 	if err != nil {
 		klog.ErrorS(err, "--trusted-proxy-cidrs")

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/promql-adapter/promql-adapter/cmd/internal/logflags/logtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden help text")
@@ -40,4 +42,14 @@ func TestHelp(t *testing.T) {
 			t.Errorf("-h lacks %s", f)
 		}
 	}
+}
+
+// TestLoggingFormat: --logging-format=json writes JSON log lines on stderr; an unknown format fails at
+// start naming the accepted ones.
+func TestLoggingFormat(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "promql-activator")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	logtest.CheckFormats(t, bin, "starting", "--kubeconfig="+filepath.Join(t.TempDir(), "missing"))
 }

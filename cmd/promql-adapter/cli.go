@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/promql-adapter/promql-adapter/cmd/internal/help"
+	"github.com/promql-adapter/promql-adapter/cmd/internal/logflags"
 	"github.com/promql-adapter/promql-adapter/inspect"
 	"github.com/promql-adapter/promql-adapter/server"
 	"github.com/promql-adapter/promql-adapter/version"
@@ -49,17 +49,13 @@ Usage:
 const footer = `A rule file is native (metrics:, discovery:) or prometheus-adapter's (rules:, externalRules:, resourceRules:).
 Run "promql-adapter COMMAND --help" for a command's flags.`
 
-// newFlags is the server's command line: its options and klog's flags.
-func newFlags(opts *server.Options) (*pflag.FlagSet, *bool, []string) {
+// newFlags is the server's command line: its options and the logging flags.
+func newFlags(opts *server.Options) (*pflag.FlagSet, *bool, *logflags.Flags) {
 	fs := pflag.NewFlagSet("promql-adapter", pflag.ContinueOnError)
 	fs.SortFlags = false
 	opts.AddFlags(fs)
 	showVersion := fs.Bool("version", false, "print the version, commit and Go version, then exit")
-	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(klogFlags)
-	var logging []string
-	klogFlags.VisitAll(func(f *flag.Flag) { logging = append(logging, f.Name) })
-	fs.AddGoFlagSet(klogFlags)
+	logging := logflags.Add(fs)
 	return fs, showVersion, logging
 }
 
@@ -68,7 +64,7 @@ func usage(w io.Writer) {
 	fs, _, logging := newFlags(server.NewOptions())
 	u := help.Usage{Intro: intro, Groups: append(groups, help.Group{Title: "Other", Names: []string{"version"}}),
 		Rest:      "Generic API server flags (serving, delegated authentication and authorization, audit)",
-		RestSplit: &help.Group{Title: "Logging flags", Names: logging}, Footer: footer}
+		RestSplit: &help.Group{Title: "Logging flags", Names: logging.Names()}, Footer: footer}
 	for _, s := range subcommands {
 		u.Subcommands = append(u.Subcommands, [2]string{s.name, s.summary})
 	}
@@ -103,7 +99,7 @@ func parse(ctx context.Context, args []string, stdout, stderr io.Writer) (opts *
 		}
 	}
 	opts = server.NewOptions()
-	fs, showVersion, _ := newFlags(opts)
+	fs, showVersion, logging := newFlags(opts)
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -116,6 +112,10 @@ func parse(ctx context.Context, args []string, stdout, stderr io.Writer) (opts *
 	if *showVersion {
 		fmt.Fprintln(stdout, version.Get().String("promql-adapter"))
 		return nil, 0, true
+	}
+	if err := logging.Apply(); err != nil {
+		fmt.Fprintf(stderr, "promql-adapter: %v\n", err)
+		return nil, 2, true
 	}
 	for _, a := range fs.Args() {
 		// prometheus-adapter's chart passes its binary's path as the first argument.

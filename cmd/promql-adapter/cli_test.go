@@ -5,9 +5,15 @@ import (
 	"context"
 	"flag"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	logsapi "k8s.io/component-base/logs/api/v1"
+
+	"github.com/promql-adapter/promql-adapter/cmd/internal/logflags/logtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden help texts")
@@ -15,6 +21,12 @@ var update = flag.Bool("update", false, "rewrite the golden help texts")
 func run(args ...string) (stdout, stderr string, code int, done bool) {
 	var out, errOut bytes.Buffer
 	_, code, done = parse(context.Background(), args, &out, &errOut)
+	if !done {
+		// parse applied the logging flags, which a process does once; let the next case apply its own.
+		if err := logsapi.ResetForTest(nil); err != nil {
+			panic(err)
+		}
+	}
 	return out.String(), errOut.String(), code, done
 }
 
@@ -108,4 +120,14 @@ func TestArguments(t *testing.T) {
 			t.Errorf("%v: code %d done %v stderr %q; want %d %v %q", tc.args, code, done, errOut, tc.code, tc.done, tc.wantErr)
 		}
 	}
+}
+
+// TestLoggingFormat runs the built command: --logging-format=json writes JSON log lines on stderr;
+// an unknown format fails at start naming the accepted ones.
+func TestLoggingFormat(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "promql-adapter")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	logtest.CheckFormats(t, bin, "starting", "--config="+filepath.Join(t.TempDir(), "missing.yaml"))
 }

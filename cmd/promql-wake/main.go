@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/promql-adapter/promql-adapter/cmd/internal/logflags"
 	"github.com/promql-adapter/promql-adapter/version"
 	"github.com/promql-adapter/promql-adapter/wake"
 )
@@ -41,8 +42,8 @@ func main() {
 		retryPer   = flag.Duration("leader-elect-retry-period", 2*time.Second, "between leader election tries")
 	)
 	showVersion := flag.Bool("version", false, "print the version, commit and Go version, then exit")
-	klog.InitFlags(flag.CommandLine)
-	flag.CommandLine.Usage = func() { usage(os.Stdout, flag.CommandLine) }
+	logging := logflags.AddGo(flag.CommandLine)
+	flag.CommandLine.Usage = func() { usage(os.Stdout, flag.CommandLine, logging.Names()) }
 	flag.Parse()
 	if *showVersion {
 		fmt.Println(version.Get().String("promql-wake"))
@@ -50,10 +51,14 @@ func main() {
 	}
 	if flag.NArg() > 0 {
 		if flag.Arg(0) == "help" {
-			usage(os.Stdout, flag.CommandLine)
+			usage(os.Stdout, flag.CommandLine, logging.Names())
 			return
 		}
 		fmt.Fprintf(os.Stderr, "promql-wake: unexpected argument %q (run \"promql-wake --help\")\n", flag.Arg(0))
+		os.Exit(2)
+	}
+	if err := logging.Apply(); err != nil {
+		fmt.Fprintf(os.Stderr, "promql-wake: %v\n", err)
 		os.Exit(2)
 	}
 	klog.InfoS("starting", "version", version.Get().Version, "commit", version.Get().Commit, "go", version.Get().GoVersion)

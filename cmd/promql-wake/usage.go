@@ -5,7 +5,6 @@ import (
 	"io"
 
 	"github.com/spf13/pflag"
-	"k8s.io/klog/v2"
 
 	"github.com/promql-adapter/promql-adapter/cmd/internal/help"
 )
@@ -17,7 +16,7 @@ Usage:
   promql-wake [flags]
   promql-wake --version`
 
-// groups are promql-wake's own flags; klog's follow.
+// groups are promql-wake's own flags; the logging flags follow.
 var groups = []help.Group{
 	{Title: "Kubernetes", Names: []string{"kubeconfig", "kube-api-qps", "kube-api-burst"}},
 	{Title: "Leader election", Names: []string{"leader-elect", "id", "lease-namespace", "lease-name", "leader-elect-lease-duration", "leader-elect-renew-deadline", "leader-elect-retry-period"}},
@@ -25,14 +24,10 @@ var groups = []help.Group{
 	{Title: "Controller", Names: []string{"poll-sleeping", "poll-awake", "workers", "metrics-read-timeout"}},
 }
 
-// usage writes the grouped help for the flags of gofs (flag.CommandLine in main).
-func usage(w io.Writer, gofs *flag.FlagSet) {
+// usage writes the grouped help for the flags of gofs (flag.CommandLine in main); logging names the logging flags.
+func usage(w io.Writer, gofs *flag.FlagSet, logging []string) {
 	fs := pflag.NewFlagSet("promql-wake", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.AddGoFlagSet(gofs)
-	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(klogFlags)
-	logging := &help.Group{Title: "Logging flags"}
-	klogFlags.VisitAll(func(f *flag.Flag) { logging.Names = append(logging.Names, f.Name) })
-	help.Usage{Intro: intro, Groups: groups, Rest: "Other flags", RestSplit: logging}.Write(w, fs)
+	help.Usage{Intro: intro, Groups: groups, Rest: "Other flags", RestSplit: &help.Group{Title: "Logging flags", Names: logging}}.Write(w, fs)
 }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/promql-adapter/promql-adapter/cmd/internal/logflags/logtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden help text")
@@ -57,4 +59,14 @@ func TestHelpAndVersion(t *testing.T) {
 	if err := exec.Command(bin, "serve").Run(); err == nil {
 		t.Error("an unexpected argument was accepted")
 	}
+}
+
+// TestLoggingFormat: --logging-format=json writes JSON log lines on stderr; an unknown format fails at
+// start naming the accepted ones.
+func TestLoggingFormat(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "promql-wake")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	logtest.CheckFormats(t, bin, "starting", "--kubeconfig="+filepath.Join(t.TempDir(), "missing"))
 }

@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -203,4 +204,26 @@ func keys(m map[string]bool) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestLoggingFormatThroughExtraArgs: as the README says, extraArgs, wake.extraArgs and activator.extraArgs
+// reach each binary's command line, e.g. --logging-format=json.
+func TestLoggingFormatThroughExtraArgs(t *testing.T) {
+	out := Render(t, "../../testdata/chart/defaults.yaml", "--set", "wake.enabled=true", "--set", "activator.enabled=true",
+		"--set-json", `extraArgs=["--logging-format=json"]`, "--set-json", `wake.extraArgs=["--logging-format=json"]`,
+		"--set-json", `activator.extraArgs=["--logging-format=json"]`)
+	deployments := find(objects(t, out), "Deployment", "")
+	if len(deployments) != 3 {
+		t.Fatalf("%d Deployments, want the adapter's, promql-wake's and promql-activator's", len(deployments))
+	}
+	for _, d := range deployments {
+		containers, _ := get(d, "spec", "template", "spec", "containers").([]any)
+		if len(containers) == 0 {
+			t.Fatalf("%v: no containers", get(d, "metadata", "name"))
+		}
+		args, _ := containers[0].(map[string]any)["args"].([]any)
+		if !slices.Contains(args, any("--logging-format=json")) {
+			t.Errorf("%v: args %v lack --logging-format=json", get(d, "metadata", "name"), args)
+		}
+	}
 }
