@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/common/config"
-	"k8s.io/klog/v2"
+
+	"github.com/promql-adapter/promql-adapter/internal/testutil"
 )
 
 // fakeVerbProm is a Prometheus API that records the method of each call and may refuse some:
@@ -153,14 +153,7 @@ func TestPrometheusVerb(t *testing.T) {
 // TestPrometheusVerbFallbackLoggedOnce: the fallback to GET is logged once, at info level, however
 // many calls follow.
 func TestPrometheusVerbFallbackLoggedOnce(t *testing.T) {
-	var mu sync.Mutex
-	var lines []string
-	klog.SetLogger(funcr.New(func(prefix, args string) {
-		mu.Lock()
-		defer mu.Unlock()
-		lines = append(lines, prefix+" "+args)
-	}, funcr.Options{}))
-	t.Cleanup(klog.ClearLogger)
+	logs := testutil.CaptureLogs(t)
 	srv := httptest.NewServer(&fakeVerbProm{refuse: http.StatusMethodNotAllowed})
 	defer srv.Close()
 	c, err := NewPromClient(PrometheusConfig{URL: srv.URL, HTTP: config.DefaultHTTPClientConfig}, nil)
@@ -178,15 +171,7 @@ func TestPrometheusVerbFallbackLoggedOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	n := 0
-	for _, l := range lines {
-		if strings.Contains(l, "Prometheus refused a POST; queries and discovery go by GET from now on") && strings.Contains(l, `"status"=405`) {
-			n++
-		}
-	}
-	if n != 1 {
-		t.Errorf("%d fallback lines, want 1:\n%s", n, strings.Join(lines, "\n"))
+	if n := logs.Count("Prometheus refused a POST; queries and discovery go by GET from now on", `"status"=405`); n != 1 {
+		t.Errorf("%d fallback lines, want 1:\n%s", n, logs)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,8 +21,9 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/rest"
-	"k8s.io/klog/v2"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
+
+	ptestutil "github.com/promql-adapter/promql-adapter/internal/testutil"
 )
 
 // ours serves external ours_ext and clash_ext, and custom pods/ours_custom.
@@ -834,29 +834,8 @@ func TestRoutingFollowsWhatWeServed(t *testing.T) {
 // TestCredentialWarningsLogged: auth=serviceaccount-insecure is logged as a warning at start, naming
 // the upstream; an unverified certificate is logged at the default level once, not on every refresh.
 func TestCredentialWarningsLogged(t *testing.T) {
-	var mu sync.Mutex
-	var lines []string
-	klog.SetLogger(funcr.New(func(prefix, args string) {
-		mu.Lock()
-		defer mu.Unlock()
-		lines = append(lines, prefix+" "+args)
-	}, funcr.Options{}))
-	t.Cleanup(klog.ClearLogger)
-	count := func(substrings ...string) int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-	line:
-		for _, l := range lines {
-			for _, s := range substrings {
-				if !strings.Contains(l, s) {
-					continue line
-				}
-			}
-			n++
-		}
-		return n
-	}
+	logs := ptestutil.CaptureLogs(t)
+	count := logs.Count
 	plain, unverified := newTokenRecorder(t, false), newTokenRecorder(t, true)
 	f, err := New(ours{}, []Spec{
 		spec(t, External, plain.URL+",name=plain,auth=serviceaccount-insecure"),
@@ -866,12 +845,12 @@ func TestCredentialWarningsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := count("warning: upstream gets our ServiceAccount token", `"upstream"="plain"`); n != 1 {
-		t.Errorf("auth=serviceaccount-insecure: %d warnings, want 1:\n%s", n, strings.Join(lines, "\n"))
+		t.Errorf("auth=serviceaccount-insecure: %d warnings, want 1:\n%s", n, logs.String())
 	}
 	for range 3 {
 		f.RefreshAll(context.Background())
 	}
 	if n := count("upstream's certificate not verified", `"upstream"="keda"`, "ca-file="); n != 1 {
-		t.Errorf("unverified upstream: %d lines after 3 refreshes, want 1:\n%s", n, strings.Join(lines, "\n"))
+		t.Errorf("unverified upstream: %d lines after 3 refreshes, want 1:\n%s", n, logs.String())
 	}
 }

@@ -4,12 +4,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/go-logr/logr/funcr"
-	"k8s.io/klog/v2"
-
+	"github.com/promql-adapter/promql-adapter/internal/testutil"
 	"github.com/promql-adapter/promql-adapter/naming"
 )
 
@@ -23,24 +20,8 @@ const (
 	paNotPromQL = paNoQuery + "- seriesQuery: '{__name__=\"latency_seconds\",namespace!=\"\",pod!=\"\"}'\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'SELECT <<.Series>> WHERE <<.LabelMatchers>>'\n"
 )
 
-// captureLog collects klog's structured lines until the test ends.
-func captureLog(t *testing.T) func() string {
-	var mu sync.Mutex
-	var lines []string
-	klog.SetLogger(funcr.New(func(prefix, args string) {
-		mu.Lock()
-		defer mu.Unlock()
-		lines = append(lines, prefix+" "+args)
-	}, funcr.Options{}))
-	t.Cleanup(klog.ClearLogger)
-	return func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		out := strings.Join(lines, "\n")
-		lines = nil
-		return out
-	}
-}
+// captureLog collects klog's structured lines until the test ends; each call of the result drains them.
+func captureLog(t *testing.T) func() string { return testutil.CaptureLogs(t).Drain }
 
 // TestLenientPrometheusAdapterFile: a prometheus-adapter config with an unusable rule starts, the
 // other rules serve, and the unusable rule is reported - log line, /readyz/rules, metric - at the
