@@ -173,6 +173,7 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"networkPolicy.apiServerCIDRs={10.0.0.10}", "networkPolicy.apiServerCIDRs"},
 		{"hostNetwrok=true", "hostNetwrok"},
 		{"hostNetwork=yes", "hostNetwork"},
+		{"hostNetwork.enable=true", "hostNetwork"},
 		{"wake.podLabel.tier=wake", "podLabel"},
 		{"activator.extraVolumeMount[0].name=x", "extraVolumeMount"},
 		{"commonLabels.team=1", "commonLabels"},

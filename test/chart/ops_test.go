@@ -149,6 +149,28 @@ func TestOperatorHooks(t *testing.T) {
 	}
 }
 
+// TestHostNetworkForms: hostNetwork is a boolean, or prometheus-adapter's chart's {enabled: bool}.
+func TestHostNetworkForms(t *testing.T) {
+	for _, tc := range []struct {
+		values string
+		want   bool
+	}{
+		{"hostNetwork: true\n", true},
+		{"hostNetwork: {enabled: true}\n", true},
+		{"hostNetwork: {enabled: false}\n", false},
+		{"hostNetwork: false\n", false},
+	} {
+		f := filepath.Join(t.TempDir(), "values.yaml")
+		if err := os.WriteFile(f, []byte(tc.values), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		spec := podSpec(find(objects(t, Render(t, f)), "Deployment", "promql-adapter")[0])
+		if hn, _ := spec["hostNetwork"].(bool); hn != tc.want || (hn && spec["dnsPolicy"] != "ClusterFirstWithHostNet") {
+			t.Errorf("%s: hostNetwork %v dnsPolicy %v, want %v", strings.TrimSpace(tc.values), spec["hostNetwork"], spec["dnsPolicy"], tc.want)
+		}
+	}
+}
+
 // TestForwardValues renders testdata/chart/beside-keda.yaml: the --forward-* flags the adapter gets parse as its
 // own flag parser reads them, every file they name is in a mounted Secret (or an extra volume), the forwarder's
 // RBAC lets the upstreams authorize the adapter, and its NetworkPolicy lets it reach KEDA.
