@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 const chartDir = "../../charts/promql-adapter"
 
 // ValueSets are the golden value files, testdata/chart/NAME.yaml.
-var ValueSets = []string{"defaults", "pa-custom-resource", "certmanager-wake"}
+var ValueSets = []string{"defaults", "pa-custom-resource", "certmanager-wake", "operator-hooks", "beside-keda"}
 
 func helmBin(t *testing.T) string {
 	t.Helper()
@@ -171,6 +171,14 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"prometheusRule.enabled=maybe", "prometheusRule.enabled"},
 		{"grafanaDashboard.label.x=y", "grafanaDashboard"},
 		{"networkPolicy.apiServerCIDRs={10.0.0.10}", "networkPolicy.apiServerCIDRs"},
+		{"hostNetwrok=true", "hostNetwrok"},
+		{"hostNetwork=yes", "hostNetwork"},
+		{"hostNetwork.enable=true", "hostNetwork"},
+		{"wake.podLabel.tier=wake", "podLabel"},
+		{"activator.extraVolumeMount[0].name=x", "extraVolumeMount"},
+		{"commonLabels.team=1", "commonLabels"},
+		{"fullnameOverride=Metrics_Adapter", "fullnameOverride"},
+		{"affinity.nodeAfinity.x=y", "nodeAfinity"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
 			_, err := helm(t, "template", "x", chartDir, "--set", tc.set)
@@ -234,7 +242,7 @@ func diff(want, got string) string {
 // no pod mounts (it is read only by `lookup` at upgrade), and every Secret a pod mounts holds no ca.key:
 // a compromised adapter pod cannot mint certificates for promql-wake.
 func TestMountedSecretsHoldNoCAKey(t *testing.T) {
-	for _, v := range []string{"defaults", "pa-custom-resource", "certmanager-wake"} {
+	for _, v := range ValueSets {
 		t.Run(v, func(t *testing.T) {
 			var (
 				secrets = map[string]map[string]any{} // name -> data

@@ -20,11 +20,11 @@ var (
 	fenceRE   = regexp.MustCompile("(?s)```.*?```")
 )
 
-// pages lists the Markdown pages a user reads: the root's and docs/.
+// pages lists the Markdown pages a user reads: the root's, docs/ and the charts' READMEs.
 func pages(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	for _, glob := range []string{"*.md", "docs/*.md"} {
+	for _, glob := range []string{"*.md", "docs/*.md", "charts/*/README.md"} {
 		m, err := filepath.Glob(filepath.Join(root, glob))
 		if err != nil {
 			t.Fatal(err)

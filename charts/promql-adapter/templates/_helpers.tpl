@@ -1,18 +1,39 @@
-{{/* The release's base name: the release name when it contains the chart's name, else both. */}}
+{{/* The chart's name: nameOverride, else promql-adapter; the adapter's app.kubernetes.io/name label. */}}
+{{- define "promql-adapter.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release's base name: fullnameOverride, else the release name when it contains the chart's name, else both. */}}
 {{- define "promql-adapter.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "promql-adapter.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* promql-adapter.componentName: the name of component (wake, activator) beside the adapter: promql-adapter
+in the base name becomes promql-<component>, and a base name without it gets -<component> appended. Dict root, component. */}}
+{{- define "promql-adapter.componentName" -}}
+{{- $f := include "promql-adapter.fullname" .root -}}
+{{- if contains "promql-adapter" $f -}}
+{{- $f | replace "promql-adapter" (printf "promql-%s" .component) | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" ($f | trunc (int (sub 62 (len .component)))) .component | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "promql-adapter.wakeName" -}}
-{{- printf "%s" (include "promql-adapter.fullname" . | replace "promql-adapter" "promql-wake") | trunc 63 | trimSuffix "-" -}}
+{{- include "promql-adapter.componentName" (dict "root" . "component" "wake") -}}
 {{- end -}}
 
 {{- define "promql-adapter.activatorName" -}}
-{{- printf "%s" (include "promql-adapter.fullname" . | replace "promql-adapter" "promql-activator") | trunc 63 | trimSuffix "-" -}}
+{{- include "promql-adapter.componentName" (dict "root" . "component" "activator") -}}
 {{- end -}}
 
 {{/* The rules a wake needs: /scale of the targets, and promql-wake's sleeping state on the HPA. */}}
@@ -38,7 +59,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "promql-adapter.selectorLabels" -}}
-app.kubernetes.io/name: promql-adapter
+app.kubernetes.io/name: {{ include "promql-adapter.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
@@ -52,6 +73,67 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: promql-adapter
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- with omit (.Values.commonLabels | default dict) "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "app.kubernetes.io/part-of" "helm.sh/chart" }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* promql-adapter.annotations: an object's annotations block (commonAnnotations, and its own in extra, which
+win), or nothing. Dict root, extra. */}}
+{{- define "promql-adapter.annotations" -}}
+{{- $a := merge (dict) (.extra | default dict) (.root.Values.commonAnnotations | default dict) -}}
+{{- with $a -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/* promql-adapter.affinity: a pod's affinity: the raw affinity given, plus the chart's preferred (soft) or required
+(hard) anti-affinity on the pods' node unless the raw one has a podAntiAffinity. Dict affinity, preset (soft, hard,
+none), selector (the pods' selector labels, YAML). Empty when there is neither. */}}
+{{- define "promql-adapter.affinity" -}}
+{{- $aff := .affinity | default dict -}}
+{{- $preset := and (ne .preset "none") (not $aff.podAntiAffinity) -}}
+{{- if or $aff $preset -}}
+affinity:
+  {{- with $aff }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+  {{- if $preset }}
+  podAntiAffinity:
+    {{- if eq .preset "hard" }}
+    requiredDuringSchedulingIgnoredDuringExecution:
+    - topologyKey: kubernetes.io/hostname
+      labelSelector:
+        matchLabels:
+          {{- .selector | nindent 10 }}
+    {{- else }}
+    preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- .selector | nindent 12 }}
+    {{- end }}
+  {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* promql-adapter.topologySpread: a pod's topologySpreadConstraints, each selecting the pods by their selector
+labels unless it has a labelSelector of its own. Dict constraints, selector (YAML). */}}
+{{- define "promql-adapter.topologySpread" -}}
+{{- with .constraints -}}
+topologySpreadConstraints:
+{{- range . }}
+- {{ toYaml . | nindent 2 | trim }}
+  {{- if not .labelSelector }}
+  labelSelector:
+    matchLabels:
+      {{- $.selector | nindent 6 }}
+  {{- end }}
+{{- end }}
+{{- end -}}
 {{- end -}}
 
 {{- define "promql-adapter.labels" -}}
@@ -198,9 +280,12 @@ metadata:
   name: {{ .api.version }}.{{ .api.group }}
   labels:
     {{- include "promql-adapter.labels" $root | nindent 4 }}
+  {{- $ann := dict }}
   {{- if eq $root.Values.tls.mode "certManager" }}
-  annotations:
-    cert-manager.io/inject-ca-from: {{ $root.Release.Namespace }}/{{ $fullname }}
+  {{- $_ := set $ann "cert-manager.io/inject-ca-from" (printf "%s/%s" $root.Release.Namespace $fullname) }}
+  {{- end }}
+  {{- with include "promql-adapter.annotations" (dict "root" $root "extra" $ann) }}
+  {{- . | nindent 2 }}
   {{- end }}
 spec:
   group: {{ .api.group }}
@@ -240,4 +325,71 @@ Helm merges a user's map into the default one, so the default is empty and the e
 {{- else -}}
 {{- include "promql-adapter.exampleRules" . -}}
 {{- end -}}
+{{- end -}}
+
+{{/* promql-adapter.forwardUpstreams: every upstream of forward.external and forward.custom, as YAML {items: [{u, id,
+path}]}: id names its volumes and directory (external-0, custom-1, ...), path its value in errors. */}}
+{{- define "promql-adapter.forwardUpstreams" -}}
+{{- $l := list -}}
+{{- range $api := list "external" "custom" -}}
+{{- range $i, $u := index $.Values.forward $api -}}
+{{- $l = append $l (dict "u" $u "id" (printf "%s-%d" $api $i) "path" (printf "forward.%s[%d]" $api $i)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "items" $l) -}}
+{{- end -}}
+
+{{/* promql-adapter.forwardSpec: one upstream as the value of --forward-external or --forward-custom
+(URL,key=value,...); the Secrets it names are mounted under /etc/promql-adapter/forward/<id>. Dict u, id, path. */}}
+{{- define "promql-adapter.forwardSpec" -}}
+{{- $u := .u -}}
+{{- $dir := printf "/etc/promql-adapter/forward/%s" .id -}}
+{{- $caSecret := dig "caSecret" "name" "" $u -}}
+{{- $tokenSecret := dig "tokenSecret" "name" "" $u -}}
+{{- $certSecret := dig "certSecret" "name" "" $u -}}
+{{- if gt (len (compact (list $caSecret ($u.caFile | default "") (ternary "clusterCA" "" (eq (toString $u.clusterCA) "true"))))) 1 -}}
+{{- fail (printf "%s: give one of caSecret, caFile and clusterCA" .path) -}}
+{{- end -}}
+{{- if and $tokenSecret $certSecret -}}
+{{- fail (printf "%s: give tokenSecret or certSecret, not both" .path) -}}
+{{- end -}}
+{{- $p := list $u.url -}}
+{{- with $u.name }}{{ $p = append $p (printf "name=%s" .) }}{{ end -}}
+{{- if $caSecret }}{{ $p = append $p (printf "ca-file=%s/ca/%s" $dir (dig "caSecret" "key" "ca.crt" $u)) }}{{ end -}}
+{{- with $u.caFile }}{{ $p = append $p (printf "ca-file=%s" .) }}{{ end -}}
+{{- if $u.clusterCA }}{{ $p = append $p "cluster-ca" }}{{ end -}}
+{{- with $u.serverName }}{{ $p = append $p (printf "server-name=%s" .) }}{{ end -}}
+{{- if $u.insecureSkipTLSVerify }}{{ $p = append $p "insecure-skip-tls-verify" }}{{ end -}}
+{{- if $u.catchAll }}{{ $p = append $p "catch-all" }}{{ end -}}
+{{- with $u.auth }}{{ $p = append $p (printf "auth=%s" .) }}{{ end -}}
+{{- if $tokenSecret }}{{ $p = append $p (printf "token-file=%s/token/%s" $dir (dig "tokenSecret" "key" "token" $u)) }}{{ end -}}
+{{- if $certSecret }}{{ $p = append $p (printf "cert-file=%s/cert/tls.crt" $dir) (printf "key-file=%s/cert/tls.key" $dir) }}{{ end -}}
+{{- with $u.identity }}{{ $p = append $p (printf "identity=%s" .) }}{{ end -}}
+{{- join "," $p -}}
+{{- end -}}
+
+{{/* promql-adapter.forwardSecrets: the Secrets the upstreams name, as YAML {items: [{volume, secret, dir}]}. */}}
+{{- define "promql-adapter.forwardSecrets" -}}
+{{- $l := list -}}
+{{- range $up := (include "promql-adapter.forwardUpstreams" . | fromYaml).items -}}
+{{- range $kind := list "ca" "token" "cert" -}}
+{{- with dig (printf "%sSecret" $kind) "name" "" $up.u -}}
+{{- $l = append $l (dict "volume" (printf "forward-%s-%s" $up.id $kind) "secret" . "dir" (printf "/etc/promql-adapter/forward/%s/%s" $up.id $kind)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "items" $l) -}}
+{{- end -}}
+
+{{- define "promql-adapter.forwardMounts" -}}
+{{- range (include "promql-adapter.forwardSecrets" . | fromYaml).items }}
+- {name: {{ .volume }}, mountPath: {{ .dir }}, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "promql-adapter.forwardVolumes" -}}
+{{- range (include "promql-adapter.forwardSecrets" . | fromYaml).items }}
+- name: {{ .volume }}
+  secret: {secretName: {{ .secret }}}
+{{- end }}
 {{- end -}}
