@@ -63,6 +63,22 @@ func TestFetchDebMismatch(t *testing.T) {
 	}
 }
 
+// TestFetchDebUnknownVersion: a version Debian does not serve stops the build at apt-get download,
+// and the error names the lock file and how to find one it serves.
+func TestFetchDebUnknownVersion(t *testing.T) {
+	lock, err := ReadCALock("ca-certificates.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock.Version = "0~no-such-version"
+	_, err = FetchDeb(context.Background(), lock, t.TempDir())
+	for _, want := range []string{"apt-get download ca-certificates=0~no-such-version (pinned in ca-certificates.lock)", "apt-cache policy ca-certificates"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("FetchDeb of an unknown version: %v; want %q in it", err, want)
+		}
+	}
+}
+
 // TestCABundleIsUpdateCACertificates: the bundle built from the pinned package is byte for byte what
 // the package's own update-ca-certificates --default writes into a fresh root (LC_ALL=C: its sort
 // order), with the package unpacked by dpkg-deb, not by our reader.
