@@ -31,6 +31,7 @@ keda:
 	bash hack/keda/build.sh $(CACHE)/keda
 
 ## image: the OCI image index (linux/amd64, linux/arm64) as an OCI layout and archive in $(IMAGE_DIR), built in Go; no Docker.
+## Its CA bundle comes from Debian's ca-certificates pinned in hack/image/ca-certificates.lock (the .deb kept in $(CACHE)/debs).
 image:
 	go run ./hack/image --out $(IMAGE_DIR) --version $(VERSION) --commit $(COMMIT) --created $(COMMIT_TIME) --deb-cache $(CACHE)/debs
 
@@ -42,8 +43,8 @@ helm:
 chart-test: helm
 	PROMQL_ADAPTER_HELM=$(HELM) go test -count=1 -timeout 30m ./test/chart/
 
-## image-test: the image built twice (same digest), both platforms, config, labels, the binaries' --version from the
-## layer. make test runs the same checks for this machine's platform only (TestImageHost): the arm64 cross-compile is long cold.
+## image-test: the image built twice (same digest), both platforms, config, labels, the CA bundle, the binaries' --version
+## from the layer. make test runs the same checks for this machine's platform only (TestImageHost): the arm64 cross-compile is long cold.
 image-test:
 	PROMQL_ADAPTER_DEB_CACHE=$(CACHE)/debs go test -tags install -count=1 -timeout 120m -v -run TestImage ./hack/image/
 

@@ -66,7 +66,8 @@ func hostBuild(t *testing.T) (Build, []string) {
 
 // TestImageHost is make test's form of make image-test: the image for this machine's platform only
 // (the cross-compiled one is make image-test's, whose cold build is long), built twice: the same
-// digest; user 65532, entrypoint and labels; the binaries from the layer print the version baked in.
+// digest; user 65532, entrypoint and labels; the CA bundle and its licence in the layer; the binaries
+// from the layer print the version baked in.
 func TestImageHost(t *testing.T) {
 	b, first := hostBuild(t)
 	checkImage(t, b, first)
