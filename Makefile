@@ -31,8 +31,9 @@ keda:
 	bash hack/keda/build.sh $(CACHE)/keda
 
 ## image: the OCI image index (linux/amd64, linux/arm64) as an OCI layout and archive in $(IMAGE_DIR), built in Go; no Docker.
+## Its CA bundle comes from Debian's ca-certificates pinned in hack/image/ca-certificates.lock (the .deb kept in $(CACHE)/debs).
 image:
-	go run ./hack/image --out $(IMAGE_DIR) --version $(VERSION) --commit $(COMMIT) --created $(COMMIT_TIME)
+	go run ./hack/image --out $(IMAGE_DIR) --version $(VERSION) --commit $(COMMIT) --created $(COMMIT_TIME) --deb-cache $(CACHE)/debs
 
 ## helm: Helm built from its Go module into $(CACHE)/helm, once.
 helm:
@@ -42,10 +43,10 @@ helm:
 chart-test: helm
 	PROMQL_ADAPTER_HELM=$(HELM) go test -count=1 -timeout 30m ./test/chart/
 
-## image-test: the image built twice (same digest), both platforms, config, labels, the binaries' --version from the
-## layer. make test runs the same checks for this machine's platform only (TestImageHost): the arm64 cross-compile is long cold.
+## image-test: the image built twice (same digest), both platforms, config, labels, the CA bundle, the binaries' --version
+## from the layer. make test runs the same checks for this machine's platform only (TestImageHost): the arm64 cross-compile is long cold.
 image-test:
-	go test -tags install -count=1 -timeout 120m -v -run TestImage ./hack/image/
+	PROMQL_ADAPTER_DEB_CACHE=$(CACHE)/debs go test -tags install -count=1 -timeout 120m -v -run TestImage ./hack/image/
 
 ## deploy-render: deploy/ re-rendered from the chart (hack/helm/deploy-values.yaml); deploy/namespace.yaml, kustomization.yaml, certs.sh and local/ stay as written.
 deploy-render: helm
@@ -69,7 +70,7 @@ lint:
 
 unit: helm
 	PROMQL_ADAPTER_HELM=$(HELM) GOTEST_LOG=$(CACHE)/test-logs/unit.log bash hack/gotest.sh -race -count=1 $(RACE_PKGS)
-	GOTEST_LOG=$(CACHE)/test-logs/image.log bash hack/gotest.sh -count=1 -timeout 20m ./hack/image/
+	PROMQL_ADAPTER_DEB_CACHE=$(CACHE)/debs GOTEST_LOG=$(CACHE)/test-logs/image.log bash hack/gotest.sh -count=1 -timeout 20m ./hack/image/
 
 ## fuzz: label values from requests never change a query's structure; hostile requests to both rule formats
 ## (FuzzProvider) get 400 or an unchanged query. hack/fuzz.sh repeats a run that ends in go1.26's coordinator race

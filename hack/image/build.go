@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -37,10 +38,18 @@ type Build struct {
 	Out, Version, Commit, Source, Repo string
 	Created                            time.Time
 	Platforms                          []v1.Platform // the index's platforms; empty means all of Platforms
+	CALock                             string        // the CA bundle's lock file; empty means <Repo>/hack/image/ca-certificates.lock
+	DebCache                           string        // where the pinned .deb is kept; empty means <Repo>/.cache/debs
 }
 
-// Labels are the OCI annotations on every image config and on the index.
-func (b Build) Labels() map[string]string {
+// Labels naming the Debian package the CA bundle comes from.
+const (
+	LabelCAVersion = "com.github.promql-adapter.ca-certificates.version"
+	LabelCASHA256  = "com.github.promql-adapter.ca-certificates.sha256"
+)
+
+// Labels are the OCI annotations on every image config and on the index; ca is the CA bundle's package.
+func (b Build) Labels(ca CALock) map[string]string {
 	return map[string]string{
 		"org.opencontainers.image.title":    "promql-adapter",
 		"org.opencontainers.image.version":  b.Version,
@@ -48,19 +57,40 @@ func (b Build) Labels() map[string]string {
 		"org.opencontainers.image.source":   b.Source,
 		"org.opencontainers.image.licenses": "Apache-2.0",
 		"org.opencontainers.image.created":  b.Created.Format(time.RFC3339),
+		LabelCAVersion:                      ca.Version,
+		LabelCASHA256:                       ca.SHA256,
 	}
 }
 
 // Run builds the binaries, the index, the layout and the archive; it returns one line per
-// platform and one for the index: digest and size.
-func (b Build) Run() ([]string, error) {
+// platform and one for the index: digest and size. ctx bounds the CA package's download.
+func (b Build) Run(ctx context.Context) ([]string, error) {
 	work, err := os.MkdirTemp("", "promql-adapter-image-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
+	lockFile, cache := b.CALock, b.DebCache
+	if lockFile == "" {
+		lockFile = filepath.Join(b.Repo, "hack", "image", "ca-certificates.lock")
+	}
+	if cache == "" {
+		cache = filepath.Join(b.Repo, ".cache", "debs")
+	}
+	lock, err := ReadCALock(lockFile)
+	if err != nil {
+		return nil, err
+	}
+	deb, err := FetchDeb(ctx, lock, cache)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := ReadCAFiles(deb)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s (pinned in %s): %w", lock.Package, lock.Version, lock.File, err)
+	}
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	idx = mutate.Annotations(idx, b.Labels()).(v1.ImageIndex)
+	idx = mutate.Annotations(idx, b.Labels(lock)).(v1.ImageIndex)
 	var report []string
 	platforms := b.Platforms
 	if len(platforms) == 0 {
@@ -73,7 +103,7 @@ func (b Build) Run() ([]string, error) {
 				return nil, err
 			}
 		}
-		img, err := b.image(p, dir)
+		img, err := b.image(p, dir, lock, ca)
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +135,8 @@ func (b Build) Run() ([]string, error) {
 	if err := b.archive(oci, archive); err != nil {
 		return nil, err
 	}
-	report = append(report, "layout "+oci, "archive "+archive)
+	report = append(report, "layout "+oci, "archive "+archive,
+		fmt.Sprintf("CA bundle: %d certificates from %s %s", ca.Certs, lock.Package, lock.Version))
 	return report, nil
 }
 
@@ -122,8 +153,8 @@ func (b Build) compile(p v1.Platform, name, out string) error {
 }
 
 // image is one platform's image: an empty base, one layer, the config.
-func (b Build) image(p v1.Platform, dir string) (v1.Image, error) {
-	layerTar, err := b.layer(dir)
+func (b Build) image(p v1.Platform, dir string, lock CALock, ca CAFiles) (v1.Image, error) {
+	layerTar, err := b.layer(dir, ca)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +166,8 @@ func (b Build) image(p v1.Platform, dir string) (v1.Image, error) {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	img, err = mutate.Append(img, mutate.Addendum{Layer: layer, MediaType: types.OCILayer,
-		History: v1.History{Created: v1.Time{Time: b.Created}, CreatedBy: "hack/image: " + fmt.Sprint(Binaries), Comment: "static binaries, no shell"}})
+		History: v1.History{Created: v1.Time{Time: b.Created}, CreatedBy: "hack/image: " + fmt.Sprint(Binaries) + " " + lock.Package + "=" + lock.Version,
+			Comment: "static binaries and Debian's CA bundle, no shell"}})
 	if err != nil {
 		return nil, err
 	}
@@ -150,12 +182,13 @@ func (b Build) image(p v1.Platform, dir string) (v1.Image, error) {
 	cf.Config.Cmd = nil
 	cf.Config.WorkingDir = "/"
 	cf.Config.Env = []string{"PATH=/"}
-	cf.Config.Labels = b.Labels()
+	cf.Config.Labels = b.Labels(lock)
 	return mutate.ConfigFile(img, cf)
 }
 
-// layer is the uncompressed layer: the binaries at / and an empty /tmp, every header fixed.
-func (b Build) layer(dir string) ([]byte, error) {
+// layer is the uncompressed layer: the binaries at /, an empty /tmp, the CA bundle and its
+// package's copyright; every header fixed.
+func (b Build) layer(dir string, ca CAFiles) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	hdr := func(name string, mode int64, typ byte, size int64) *tar.Header {
@@ -164,17 +197,32 @@ func (b Build) layer(dir string) ([]byte, error) {
 	if err := tw.WriteHeader(hdr("tmp/", 0o1777, tar.TypeDir, 0)); err != nil {
 		return nil, err
 	}
+	file := func(name string, mode int64, data []byte) error {
+		if err := tw.WriteHeader(hdr(name, mode, tar.TypeReg, int64(len(data)))); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
 	for _, name := range Binaries {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			return nil, err
 		}
-		if err := tw.WriteHeader(hdr(name, 0o755, tar.TypeReg, int64(len(data)))); err != nil {
+		if err := file(name, 0o755, data); err != nil {
 			return nil, err
 		}
-		if _, err := tw.Write(data); err != nil {
+	}
+	for _, d := range []string{"etc/", "etc/ssl/", "etc/ssl/certs/", "usr/", "usr/share/", "usr/share/doc/", "usr/share/doc/ca-certificates/"} {
+		if err := tw.WriteHeader(hdr(d, 0o755, tar.TypeDir, 0)); err != nil {
 			return nil, err
 		}
+	}
+	if err := file(BundlePath, 0o644, ca.Bundle); err != nil {
+		return nil, err
+	}
+	if err := file(CopyrightPath, 0o644, ca.Copyright); err != nil {
+		return nil, err
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err

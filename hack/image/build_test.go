@@ -2,7 +2,10 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -11,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,28 +22,72 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
 
-// TestImageHost is make test's form of make image-test: the image for this machine's platform only
-// (the cross-compiled one is make image-test's, whose cold build is long), built twice: the same
-// digest; user 65532, entrypoint and labels; the binaries from the layer print the version baked in.
-func TestImageHost(t *testing.T) {
-	checkImage(t, []v1.Platform{{OS: "linux", Architecture: runtime.GOARCH}})
+// testRoot holds the host image that TestImageHost and TestImageCABundleChroot share; TestMain removes it.
+var testRoot string
+
+func TestMain(m *testing.M) {
+	var err error
+	if testRoot, err = os.MkdirTemp("", "promql-adapter-imagetest-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(testRoot)
+	os.Exit(code)
 }
 
-// checkImage builds the image for platforms twice from this tree: the same digest both times
-// (reproducible); those platforms in the index; each config runs the adapter as 65532 with the OCI
-// labels; the host's binaries taken out of the layer run and print the version baked in.
-func checkImage(t *testing.T, platforms []v1.Platform) {
+// testBuild is the build the tests make for platforms; PROMQL_ADAPTER_DEB_CACHE (make unit sets it)
+// keeps the pinned .deb, else <repo>/.cache/debs.
+func testBuild(platforms []v1.Platform, out string) Build {
+	return Build{Version: "v0.0.0-imagetest", Commit: "0123456789abcdef", Source: "https://example.invalid/promql-adapter",
+		Repo: "../..", Created: time.Unix(1767225600, 0).UTC(), Platforms: platforms, Out: out,
+		DebCache: os.Getenv("PROMQL_ADAPTER_DEB_CACHE")}
+}
+
+var hostImage struct {
+	once   sync.Once
+	b      Build
+	report []string
+	err    error
+}
+
+// hostBuild is the image for this machine's platform, built once per test binary.
+func hostBuild(t *testing.T) (Build, []string) {
 	t.Helper()
-	b := Build{Version: "v0.0.0-imagetest", Commit: "0123456789abcdef", Source: "https://example.invalid/promql-adapter",
-		Repo: "../..", Created: time.Unix(1767225600, 0).UTC(), Platforms: platforms}
-	b.Out = t.TempDir()
-	first, err := b.Run()
+	hostImage.once.Do(func() {
+		hostImage.b = testBuild([]v1.Platform{{OS: "linux", Architecture: runtime.GOARCH}}, filepath.Join(testRoot, "host"))
+		hostImage.report, hostImage.err = hostImage.b.Run(context.Background())
+	})
+	if hostImage.err != nil {
+		t.Fatal(hostImage.err)
+	}
+	return hostImage.b, hostImage.report
+}
+
+// TestImageHost is make test's form of make image-test: the image for this machine's platform only
+// (the cross-compiled one is make image-test's, whose cold build is long), built twice: the same
+// digest; user 65532, entrypoint and labels; the CA bundle and its licence in the layer; the binaries
+// from the layer print the version baked in.
+func TestImageHost(t *testing.T) {
+	b, first := hostBuild(t)
+	checkImage(t, b, first)
+}
+
+// checkImage builds b again into a new directory and checks both builds of this tree: the same
+// digest both times (reproducible); b's platforms in the index; each config runs the adapter as
+// 65532 with the OCI labels, the CA package's among them; the layer holds the binaries, /tmp, the CA
+// bundle and its licence, nothing else; the host's binaries taken out of the layer run and print
+// the version baked in.
+func checkImage(t *testing.T, b Build, first []string) {
+	t.Helper()
+	platforms := b.Platforms
+	b2 := b
+	b2.Out = t.TempDir()
+	second, err := b2.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b2 := b
-	b2.Out = t.TempDir()
-	second, err := b2.Run()
+	lock, err := ReadCALock("ca-certificates.lock")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,14 +137,23 @@ func checkImage(t *testing.T, platforms []v1.Platform) {
 		for k, v := range map[string]string{
 			"org.opencontainers.image.version": b.Version, "org.opencontainers.image.revision": b.Commit,
 			"org.opencontainers.image.source": b.Source, "org.opencontainers.image.licenses": "Apache-2.0",
+			LabelCAVersion: lock.Version, LabelCASHA256: lock.SHA256,
 		} {
 			if c.Labels[k] != v {
 				t.Errorf("%s label %s = %q, want %q", m.Platform.Architecture, k, c.Labels[k], v)
 			}
 		}
 		files := layerFiles(t, img)
-		if got := strings.Join(slices.Sorted(maps.Keys(files)), ","); got != "promql-activator,promql-adapter,promql-wake,tmp/" {
-			t.Errorf("%s layer holds %s; want the three binaries and /tmp, no shell", m.Platform.Architecture, got)
+		want := "etc/,etc/ssl/,etc/ssl/certs/,etc/ssl/certs/ca-certificates.crt,promql-activator,promql-adapter,promql-wake,tmp/," +
+			"usr/,usr/share/,usr/share/doc/,usr/share/doc/ca-certificates/,usr/share/doc/ca-certificates/copyright"
+		if got := strings.Join(slices.Sorted(maps.Keys(files)), ","); got != want {
+			t.Errorf("%s layer holds %s; want the three binaries, /tmp, the CA bundle and its licence, no shell", m.Platform.Architecture, got)
+		}
+		if n := bytes.Count(files[BundlePath], []byte("-----BEGIN CERTIFICATE-----")); n < 100 {
+			t.Errorf("%s: %s holds %d certificates", m.Platform.Architecture, BundlePath, n)
+		}
+		if !bytes.Contains(files[CopyrightPath], []byte("MPL-2.0")) {
+			t.Errorf("%s: %s does not name the MPL-2.0:\n%s", m.Platform.Architecture, CopyrightPath, files[CopyrightPath])
 		}
 		if m.Platform.Architecture != runtime.GOARCH {
 			continue

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"testing"
 )
 
@@ -10,5 +11,10 @@ import (
 // tree, checked as TestImageHost checks the host's. Not in make test: cross-compiling the arm64
 // binaries cold takes tens of minutes on two cores.
 func TestImage(t *testing.T) {
-	checkImage(t, Platforms)
+	b := testBuild(Platforms, t.TempDir())
+	first, err := b.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkImage(t, b, first)
 }

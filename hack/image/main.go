@@ -1,7 +1,9 @@
 // Command image builds promql-adapter's container image without a Docker engine or a base image:
 // an OCI image index for linux/amd64 and linux/arm64, each image one layer holding the static
-// binaries promql-adapter, promql-wake and promql-activator, run as user 65532. It writes an OCI layout and the
-// same layout as one tar archive:
+// binaries promql-adapter, promql-wake and promql-activator, run as user 65532, and the CA bundle
+// /etc/ssl/certs/ca-certificates.crt built from Debian's ca-certificates package at the version and
+// sha256 pinned in hack/image/ca-certificates.lock (fetched once with apt-get download into --deb-cache).
+// It writes an OCI layout and the same layout as one tar archive:
 //
 //	go run ./hack/image --out bin/image --version v0.1.0 --commit $(git rev-parse HEAD) --created $(git log -1 --format=%ct)
 //
@@ -10,6 +12,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -24,10 +27,12 @@ func main() {
 	flag.StringVar(&b.Commit, "commit", "unknown", "commit baked into the binaries and the org.opencontainers.image.revision label")
 	flag.StringVar(&b.Source, "source", "https://github.com/promql-adapter/promql-adapter", "org.opencontainers.image.source label")
 	flag.StringVar(&b.Repo, "repo", ".", "the repository root (the Go module)")
+	flag.StringVar(&b.CALock, "ca-lock", "", "the CA bundle's lock file: Debian's ca-certificates version and the .deb's sha256 (default <repo>/hack/image/ca-certificates.lock)")
+	flag.StringVar(&b.DebCache, "deb-cache", "", "directory keeping the pinned .deb between builds (default <repo>/.cache/debs)")
 	flag.Int64Var(&created, "created", 0, "seconds since the epoch stamped on every file and config (the commit's time)")
 	flag.Parse()
 	b.Created = time.Unix(created, 0).UTC()
-	idx, err := b.Run()
+	idx, err := b.Run(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
