@@ -13,7 +13,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 func main() {
@@ -25,7 +28,18 @@ func main() {
 	flag.StringVar(&b.Source, "source", "https://github.com/promql-adapter/promql-adapter", "org.opencontainers.image.source label")
 	flag.StringVar(&b.Repo, "repo", ".", "the repository root (the Go module)")
 	flag.Int64Var(&created, "created", 0, "seconds since the epoch stamped on every file and config (the commit's time)")
+	platforms := flag.String("platforms", "", "os/arch list of the index, comma-separated (default linux/amd64,linux/arm64)")
 	flag.Parse()
+	if *platforms != "" {
+		for _, s := range strings.Split(*platforms, ",") {
+			p, err := v1.ParsePlatform(s)
+			if err != nil || p.OS == "" || p.Architecture == "" {
+				fmt.Fprintf(os.Stderr, "image: --platforms: %q is not os/arch\n", s)
+				os.Exit(2)
+			}
+			b.Platforms = append(b.Platforms, *p)
+		}
+	}
 	b.Created = time.Unix(created, 0).UTC()
 	idx, err := b.Run()
 	if err != nil {
