@@ -101,11 +101,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	logf("image: go %s", strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = o.Repo
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
-	} else {
-		logf("image:\n%s", out)
+	imageOut, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, imageOut)
 	}
+	logf("image:\n%s", imageOut)
 	res.Layout = filepath.Join(imageDir, "oci")
 	idx, err := layout.ImageIndexFromPath(res.Layout)
 	if err != nil {
