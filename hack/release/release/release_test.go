@@ -214,6 +214,9 @@ func TestSBOMOfReleaseBinary(t *testing.T) {
 	if !got["github.com/CycloneDX/cyclonedx-go@v0.12.0"] {
 		t.Error("cyclonedx-go not listed")
 	}
+	if mc := bom.Metadata.Component; mc.PackageURL != "pkg:golang/github.com/promql-adapter/promql-adapter@v0.0.0-dev.gabc1234#hack/release" {
+		t.Errorf("main component's purl %q", mc.PackageURL)
+	}
 	if bom.Metadata.Timestamp != "2023-11-14T22:13:20Z" || bom.Metadata.Component.Name != "release.test" {
 		t.Errorf("metadata %+v", bom.Metadata)
 	}

@@ -41,6 +41,9 @@ func SBOM(binary []byte, name, version string, created time.Time) (*cdx.BOM, err
 	}
 	sum := sha256.Sum256(binary)
 	mainRef := purl(bi.Main.Path, version)
+	if sub, ok := strings.CutPrefix(bi.Path, bi.Main.Path+"/"); ok {
+		mainRef += "#" + sub // the package URL's subpath: the command inside the module
+	}
 	props := []cdx.Property{
 		{Name: PropToolchain, Value: bi.GoVersion},
 		{Name: PropModule, Value: bi.Main.Path},
