@@ -59,10 +59,9 @@ func run() error {
 		return err
 	}
 	if version != "" {
-		if !release.ValidSemVer(version) {
-			return fmt.Errorf("--version %q: want a semantic version X.Y.Z[-pre] without a leading v", version)
+		if v, err = release.WithVersion(v, version); err != nil {
+			return err
 		}
-		v.SemVer, v.Exact = version, !strings.Contains(version, "-")
 	}
 	o.Version = v
 	if platforms != "" {

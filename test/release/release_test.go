@@ -140,6 +140,12 @@ func TestMakeRelease(t *testing.T) {
 			t.Errorf("%s: sha256 %x, %s says %s", f, h, release.SumsFile, sum)
 		}
 	}
+	// As docs/install.md tells a user to check them.
+	check := exec.CommandContext(ctx, "sha256sum", "-c", release.SumsFile)
+	check.Dir = out
+	if o, err := check.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c %s: %v\n%s", release.SumsFile, err, o)
+	}
 	notes, err := os.ReadFile(filepath.Join(out, release.NotesFile))
 	if err != nil {
 		t.Fatal(err)

@@ -51,6 +51,28 @@ func TestSemVerFromDescribe(t *testing.T) {
 	}
 }
 
+func TestWithVersion(t *testing.T) {
+	for _, tc := range []struct {
+		in, section, err string
+	}{
+		{in: "1.2.3", section: "1.2.3"},
+		{in: "1.2.3-rc.1", section: Unreleased},
+		{in: "v1.2.3", err: "without a leading v"},
+		{in: "1.2", err: "X.Y.Z"},
+	} {
+		v, err := WithVersion(Version{SemVer: "0.0.0-dev.gabc1234"}, tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || v.SemVer != tc.in || NotesSection(v) != tc.section || v.Tag() != "v"+tc.in {
+			t.Errorf("%q: %+v %v, notes from %q", tc.in, v, err, NotesSection(v))
+		}
+	}
+}
+
 const changelog = `# Changelog
 
 ## [Unreleased]

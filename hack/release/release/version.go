@@ -119,3 +119,13 @@ func GitVersion(ctx context.Context, repo string) (Version, error) {
 	v.SemVer, v.Exact, err = SemVerFromDescribe(describe, short, status != "")
 	return v, err
 }
+
+// WithVersion is v with its version replaced by semver (the --version flag): X.Y.Z is a release (exact, notes
+// from its own CHANGELOG section), X.Y.Z-pre a pre-release (notes from [Unreleased]).
+func WithVersion(v Version, semver string) (Version, error) {
+	if !ValidSemVer(semver) {
+		return v, fmt.Errorf("--version %q: want a semantic version X.Y.Z[-pre] without a leading v", semver)
+	}
+	v.SemVer, v.Exact = semver, !strings.Contains(semver, "-")
+	return v, nil
+}
