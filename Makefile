@@ -7,7 +7,7 @@ GO_PKGS     := ./...
 # hack/image's test gzips the image's layers (~150 MB): under -race that alone outlasts go test's 10 minutes, so
 # it runs in make unit without -race, and the rest with it.
 RACE_PKGS    = $(shell go list ./... | grep -v '/hack/image$$')
-E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/) $(wildcard ./test/benchresource/) $(wildcard ./test/bench/)
+E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/) $(wildcard ./test/release/) $(wildcard ./test/benchresource/) $(wildcard ./test/bench/)
 FUZZTIME    ?= 20s
 export GOFLAGS := -buildvcs=false
 HELM_VERSION := v4.3.2
@@ -19,6 +19,7 @@ COMMIT_TIME ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 LDFLAGS     := -X github.com/promql-adapter/promql-adapter/version.Version=$(VERSION) -X github.com/promql-adapter/promql-adapter/version.Commit=$(COMMIT)
 IMAGE_DIR   := bin/image
 
+.PHONY: release release-build
 .PHONY: all build test deps cluster-bins lint unit fuzz e2e e2e-versions bench bench-wake bench-activator bench-scale bench-resource soak demo clean helm keda image chart-test image-test deploy-render
 
 all: build
@@ -34,6 +35,19 @@ keda:
 ## Its CA bundle comes from Debian's ca-certificates pinned in hack/image/ca-certificates.lock (the .deb kept in $(CACHE)/debs).
 image:
 	go run ./hack/image --out $(IMAGE_DIR) --version $(VERSION) --commit $(COMMIT) --created $(COMMIT_TIME) --deb-cache $(CACHE)/debs
+
+## release-build: the release in $(RELEASE_OUT) (docs/release.md): image index, SBOMs, chart naming $(REGISTRY)'s image,
+## manifest, notes from CHANGELOG.md, SHA256SUMS. release: the same, then the index and the chart pushed to REGISTRY.
+## Helm is built into $(CACHE) unless HELM=... is given; RELEASE_FLAGS passes more (e.g. --platforms=linux/amd64).
+REGISTRY      ?=
+RELEASE_OUT   ?= bin/release
+RELEASE_FLAGS ?=
+RELEASE_HELM  := $(if $(filter command line,$(origin HELM)),,helm)
+release-build: $(RELEASE_HELM)
+	go run ./hack/release --out $(RELEASE_OUT) --registry $(or $(REGISTRY),ghcr.io/promql-adapter) --helm $(HELM) $(RELEASE_FLAGS)
+$(if $(filter release,$(MAKECMDGOALS)),$(if $(REGISTRY),,$(error make release needs REGISTRY=host[:port]/path: the image goes to REGISTRY/promql-adapter, the chart to oci://REGISTRY/charts)))
+release: $(RELEASE_HELM)
+	go run ./hack/release --push --out $(RELEASE_OUT) --registry $(REGISTRY) --helm $(HELM) $(RELEASE_FLAGS)
 
 ## helm: Helm built from its Go module into $(CACHE)/helm, once.
 helm:

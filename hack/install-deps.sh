@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the real servers the integration tests run against, from Debian 12's
-# archive: prometheus (with promtool), prometheus-alertmanager and victoria-metrics.
+# archive: prometheus (with promtool), prometheus-alertmanager, victoria-metrics and
+# docker-registry (the CNCF distribution registry, which test/release pushes the release to).
 #
 # Idempotent: a package is installed only when its binary is missing, and
 # `apt-get update` runs (once) only when something has to be installed.
 # Meant for CI on a fresh Debian 12 machine, run as root.
 #
 # The packages' maintainer scripts would start system services listening on
-# 0.0.0.0:9090/9093/8428. Tests start their own servers on free 127.0.0.1
+# 0.0.0.0:9090/9093/8428/5000. Tests start their own servers on free 127.0.0.1
 # ports, so this script keeps the package services from starting (a temporary
 # policy-rc.d while installing) and stops any that started all the same.
 #
@@ -27,6 +28,7 @@ COMPONENTS=(
   "prometheus|prometheus|prometheus|^(/usr/bin/)?prometheus( |$)"
   "prometheus-alertmanager|prometheus-alertmanager alertmanager|prometheus-alertmanager|^(/usr/bin/)?(prometheus-)?alertmanager( |$)"
   "victoria-metrics|victoria-metrics victoria-metrics-prod|victoria-metrics|^(/usr/bin/)?victoria-metrics(-prod)?( |$)"
+  "docker-registry|docker-registry|docker-registry|^(/usr/bin/)?docker-registry( |$)"
 )
 
 # find_binary BINARIES: prints the path of the first binary found.

@@ -16,7 +16,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 func main() {
@@ -30,7 +33,18 @@ func main() {
 	flag.StringVar(&b.CALock, "ca-lock", "", "the CA bundle's lock file: Debian's ca-certificates version and the .deb's sha256 (default <repo>/hack/image/ca-certificates.lock)")
 	flag.StringVar(&b.DebCache, "deb-cache", "", "directory keeping the pinned .deb between builds (default <repo>/.cache/debs)")
 	flag.Int64Var(&created, "created", 0, "seconds since the epoch stamped on every file and config (the commit's time)")
+	platforms := flag.String("platforms", "", "os/arch list of the index, comma-separated (default linux/amd64,linux/arm64)")
 	flag.Parse()
+	if *platforms != "" {
+		for _, s := range strings.Split(*platforms, ",") {
+			p, err := v1.ParsePlatform(s)
+			if err != nil || p.OS == "" || p.Architecture == "" {
+				fmt.Fprintf(os.Stderr, "image: --platforms: %q is not os/arch\n", s)
+				os.Exit(2)
+			}
+			b.Platforms = append(b.Platforms, *p)
+		}
+	}
 	b.Created = time.Unix(created, 0).UTC()
 	idx, err := b.Run(context.Background())
 	if err != nil {
