@@ -47,19 +47,32 @@ func runHelm(t *testing.T, kubeconfig string, args ...string) (string, error) {
 // local CA as caBundle), Prometheus of the test's stack, and rules with one rule named `rule`.
 func helmValues(t *testing.T, st2 *stack.Stack, port int, rule string) string {
 	t.Helper()
-	v := map[string]any{
+	v := chartLocalValues(st2, port)
+	v["prometheus"] = map[string]any{"url": st2.Prom.URL()}
+	v["seriesRelistInterval"] = "5s"
+	v["rules"] = map[string]any{"config": map[string]any{"metrics": []any{
+		map[string]any{"name": "elu_utilization", "resource": "pods", "query": "avg by (namespace, pod) (avg_over_time(elu_utilization[20s]))"},
+		map[string]any{"name": rule, "resource": "pods", "query": "sum by (namespace, pod) (rate(http_requests_total[20s]))"},
+	}}}
+	return valuesFile(t, v)
+}
+
+// chartLocalValues are the values that let a release of the chart work on the local control plane, as
+// deploy/local does for the manifests: the APIServices routed to an adapter process on 127.0.0.1 through an
+// ExternalName Service, with the local CA as caBundle.
+func chartLocalValues(st2 *stack.Stack, port int) map[string]any {
+	return map[string]any{
 		"image":      map[string]any{"repository": "promql-adapter", "tag": "e2e"},
 		"securePort": port,
 		"service":    map[string]any{"type": "ExternalName", "externalName": "127.0.0.1", "port": port},
 		"tls": map[string]any{"mode": "secret", "secretName": "promql-adapter-tls",
 			"caBundle": base64.StdEncoding.EncodeToString(st2.Cluster.CACertPEM())},
-		"prometheus":           map[string]any{"url": st2.Prom.URL()},
-		"seriesRelistInterval": "5s",
-		"rules": map[string]any{"config": map[string]any{"metrics": []any{
-			map[string]any{"name": "elu_utilization", "resource": "pods", "query": "avg by (namespace, pod) (avg_over_time(elu_utilization[20s]))"},
-			map[string]any{"name": rule, "resource": "pods", "query": "sum by (namespace, pod) (rate(http_requests_total[20s]))"},
-		}}},
 	}
+}
+
+// valuesFile writes chart values to a file of the test's.
+func valuesFile(t *testing.T, v map[string]any) string {
+	t.Helper()
 	data, err := yaml.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
@@ -107,82 +120,7 @@ func TestE2EHelmInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The Pod the chart's Deployment would run, as a process: the container's arguments with its
-	// volumes under a local directory.
-	d, err := st2.Kube.AppsV1().Deployments("custom-metrics").Get(ctx, "promql-adapter", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mounts := t.TempDir()
-	for _, dir := range []string{"rules", "tls"} {
-		if err := os.MkdirAll(filepath.Join(mounts, dir), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for src, dst := range map[string]string{st2.Cluster.AdapterServingCertFile(): "tls/tls.crt", st2.Cluster.AdapterServingKeyFile(): "tls/tls.key"} {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(mounts, dst), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	syncCtx, stopSync := context.WithCancel(ctx)
-	defer stopSync()
-	rulesFile := filepath.Join(mounts, "rules", "rules.yaml")
-	syncRules := func(context.Context) (bool, error) {
-		cm, err := st2.Kube.CoreV1().ConfigMaps("custom-metrics").Get(ctx, "promql-adapter-rules", metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		if old, _ := os.ReadFile(rulesFile); string(old) != cm.Data["rules.yaml"] {
-			if err := os.WriteFile(rulesFile+".tmp", []byte(cm.Data["rules.yaml"]), 0o644); err == nil {
-				_ = os.Rename(rulesFile+".tmp", rulesFile)
-			}
-		}
-		return false, nil
-	}
-	_, _ = syncRules(ctx)
-	go func() { _ = wait.PollUntilContextCancel(syncCtx, 500*time.Millisecond, false, syncRules) }()
-
-	saKC, err := st2.ServiceAccountKubeconfig(ctx, "custom-metrics", d.Spec.Template.Spec.ServiceAccountName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var args []string
-	for _, a := range d.Spec.Template.Spec.Containers[0].Args {
-		args = append(args, strings.ReplaceAll(a, "/etc/promql-adapter/", mounts+"/"))
-	}
-	args = append(args, "--bind-address=127.0.0.1", "--lister-kubeconfig="+saKC, "--authentication-kubeconfig="+saKC, "--authorization-kubeconfig="+saKC)
-	t.Logf("the chart's adapter arguments, volumes under %s: %q", mounts, args)
-	logPath := filepath.Join(st2.WorkDir(), "logs", "helm-adapter.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adapter := exec.Command(filepath.Join(st2.WorkDir(), "promql-adapter"), args...)
-	adapter.Stdout, adapter.Stderr = logf, logf
-	adapter.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := adapter.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = adapter.Wait(); logf.Close(); close(exited) }()
-	stopAdapter := func() {
-		_ = syscall.Kill(-adapter.Process.Pid, syscall.SIGKILL)
-		<-exited
-	}
-	t.Cleanup(func() {
-		stopAdapter()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("adapter log (last 4 KiB):\n%s", b[max(0, len(b)-4096):])
-		}
-	})
-	if err := st2.WaitMetricsAPI(ctx, 90*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	stopSync, stopAdapter := runChartAdapter(ctx, t, st2)
 
 	// An HPA scales through the chart's APIServices: ELU per pod = load / (pods × 100), target 0.5.
 	if err := st2.CreateWorkload(ctx, target, 1); err != nil {
@@ -263,6 +201,90 @@ func TestE2EHelmInstall(t *testing.T) {
 		return len(left) == 0, strings.Join(left, "; ")
 	})
 	t.Logf("helm uninstall: namespaces deleted %s after", time.Since(start).Round(100*time.Millisecond))
+}
+
+// runChartAdapter runs the Pod the chart's Deployment (promql-adapter in custom-metrics) would run, as a
+// process: the container's arguments with its volumes under a local directory, its ServiceAccount (the chart's
+// RBAC), and its ConfigMap as the rule file, copied on change as the kubelet's volume does. It returns once the
+// metrics APIs answer through kube-apiserver; stopSync ends the copying, stopAdapter the process (both also at
+// the test's end).
+func runChartAdapter(ctx context.Context, t *testing.T, st2 *stack.Stack) (stopSync, stopAdapter func()) {
+	t.Helper()
+	d, err := st2.Kube.AppsV1().Deployments("custom-metrics").Get(ctx, "promql-adapter", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts := t.TempDir()
+	for _, dir := range []string{"rules", "tls"} {
+		if err := os.MkdirAll(filepath.Join(mounts, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for src, dst := range map[string]string{st2.Cluster.AdapterServingCertFile(): "tls/tls.crt", st2.Cluster.AdapterServingKeyFile(): "tls/tls.key"} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mounts, dst), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncCtx, stopSync := context.WithCancel(ctx)
+	t.Cleanup(stopSync)
+	rulesFile := filepath.Join(mounts, "rules", "rules.yaml")
+	syncRules := func(context.Context) (bool, error) {
+		cm, err := st2.Kube.CoreV1().ConfigMaps("custom-metrics").Get(ctx, "promql-adapter-rules", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		if old, _ := os.ReadFile(rulesFile); string(old) != cm.Data["rules.yaml"] {
+			if err := os.WriteFile(rulesFile+".tmp", []byte(cm.Data["rules.yaml"]), 0o644); err == nil {
+				_ = os.Rename(rulesFile+".tmp", rulesFile)
+			}
+		}
+		return false, nil
+	}
+	_, _ = syncRules(ctx)
+	go func() { _ = wait.PollUntilContextCancel(syncCtx, 500*time.Millisecond, false, syncRules) }()
+
+	saKC, err := st2.ServiceAccountKubeconfig(ctx, "custom-metrics", d.Spec.Template.Spec.ServiceAccountName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, a := range d.Spec.Template.Spec.Containers[0].Args {
+		args = append(args, strings.ReplaceAll(a, "/etc/promql-adapter/", mounts+"/"))
+	}
+	args = append(args, "--bind-address=127.0.0.1", "--lister-kubeconfig="+saKC, "--authentication-kubeconfig="+saKC, "--authorization-kubeconfig="+saKC)
+	t.Logf("the chart's adapter arguments, volumes under %s: %q", mounts, args)
+	logPath := filepath.Join(st2.WorkDir(), "logs", "helm-adapter.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapter := exec.Command(filepath.Join(st2.WorkDir(), "promql-adapter"), args...)
+	adapter.Stdout, adapter.Stderr = logf, logf
+	adapter.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := adapter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = adapter.Wait(); logf.Close(); close(exited) }()
+	stopAdapter = func() {
+		_ = syscall.Kill(-adapter.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}
+	t.Cleanup(func() {
+		stopAdapter()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("adapter log (last 4 KiB):\n%s", b[max(0, len(b)-4096):])
+		}
+	})
+	if err := st2.WaitMetricsAPI(ctx, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return stopSync, stopAdapter
 }
 
 // kubectlAt runs kubectl against a kubeconfig.
