@@ -163,6 +163,9 @@ var foreignFlags = map[string]string{
 	"--health-probe-bind-address":    "KEDA",
 	"--port":                         "KEDA's metrics server",
 	"--no-wait":                      "make demo",
+	"--set":                          "helm",
+	"--plain-http":                   "helm",
+	"--reuse-values":                 "helm",
 }
 
 // TestDocsFlagsExist: every flag a page names is in some binary's --help golden, or is another program's.
