@@ -177,8 +177,8 @@ func TestE2EWakeLeaderLabel(t *testing.T) {
 		{"not-wake", `{"metadata":{"labels":{"` + key + `":"true"}}}`},
 	} {
 		_, err := sa.CoreV1().Pods(ans).Patch(ctx, tc.pod, types.MergePatchType, []byte(tc.patch), metav1.PatchOptions{})
-		if !apierrors.IsInvalid(err) && !apierrors.IsForbidden(err) {
-			t.Errorf("promql-wake's patch %s of %s: %v; want it refused", tc.patch, tc.pod, err)
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "promql-wake may ") {
+			t.Errorf("promql-wake's patch %s of %s: %v; want it refused by the ValidatingAdmissionPolicy", tc.patch, tc.pod, err)
 		}
 	}
 	if _, err := sa.CoreV1().Pods(ans).Get(ctx, "wake-leader-b", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
