@@ -64,7 +64,8 @@ func eventRow(begin time.Time, ev *corev1.Event) (string, bool) {
 		return "", false
 	}
 	msg := strings.Join(strings.Fields(ev.Message), " ")
-	return fmt.Sprintf("%7.0fs  ▶ %s %s: %s", at.Sub(begin).Seconds(), who, ev.Reason, msg), true
+	// An event of the story's first second may carry a time just before begin (whole seconds): 0s.
+	return fmt.Sprintf("%7.0fs  ▶ %s %s: %s", max(0, at.Sub(begin).Seconds()), who, ev.Reason, msg), true
 }
 
 // printEvents prints the namespace's events from begin on as rows of the table, until ctx ends.

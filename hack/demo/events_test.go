@@ -17,7 +17,7 @@ import (
 // TestEventRow: promql-wake's and the HPA's events since the story began are rows of the table, with
 // the seconds since then; older events and other components' are not.
 func TestEventRow(t *testing.T) {
-	begin := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	begin := time.Date(2026, 12, 7, 6, 0, 0, 500_000_000, time.UTC)
 	ev := func(component, reason, msg string, at time.Time) *corev1.Event {
 		return &corev1.Event{Source: corev1.EventSource{Component: component}, Reason: reason, Message: msg, LastTimestamp: metav1.NewTime(at)}
 	}
@@ -32,6 +32,8 @@ func TestEventRow(t *testing.T) {
 		{&corev1.Event{ReportingController: "promql-wake", Reason: "Woken", Message: "Deployment/web 0 → 1: push", EventTime: metav1.NewMicroTime(begin.Add(130 * time.Second))},
 			"    130s  ▶ promql-wake Woken: Deployment/web 0 → 1: push"},
 		{ev("promql-wake", "Woken", "before the story", begin.Add(-time.Minute)), ""},
+		{ev("horizontal-pod-autoscaler", "FailedGetPodsMetric", "in the first second", begin.Add(-400*time.Millisecond)),
+			"      0s  ▶ HPA FailedGetPodsMetric: in the first second"},
 		{ev("deployment-controller", "ScalingReplicaSet", "Scaled up", begin.Add(time.Second)), ""},
 	} {
 		got, ok := eventRow(begin, tc.ev)
