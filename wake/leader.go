@@ -42,13 +42,35 @@ type Leadership struct {
 	term   context.Context // the current term's context; nil between terms
 	leader string          // the identity the election last reported as leader
 	ended  error           // non-nil once the election has ended for good
+	// leaders are the identities reported as leader since the last takeLeaders, in order.
+	leaders []string
+	changed chan struct{} // gets a value (at most one pending) when the term, the leader or the end changes
 }
 
 // NewLeadership returns a Leadership that does not lead until an election says so.
-func NewLeadership() *Leadership { return &Leadership{} }
+func NewLeadership() *Leadership { return &Leadership{changed: make(chan struct{}, 1)} }
 
 // AlwaysLeading returns a Leadership that leads for as long as ctx lives: a single replica without election.
-func AlwaysLeading(ctx context.Context) *Leadership { return &Leadership{term: ctx} }
+func AlwaysLeading(ctx context.Context) *Leadership {
+	return &Leadership{term: ctx, changed: make(chan struct{}, 1)}
+}
+
+// notify records a change for the one reader of changed; l.mu is held.
+func (l *Leadership) notify() {
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
+}
+
+// takeLeaders returns the identities reported as leader since its last call.
+func (l *Leadership) takeLeaders() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.leaders
+	l.leaders = nil
+	return out
+}
 
 // Leading returns the context of the current term (nil when this replica does not lead) and the leader's identity.
 // The context ends as soon as the term ends: work started under it stops there.
@@ -71,18 +93,22 @@ func (l *Leadership) Ended() error {
 func (l *Leadership) setTerm(ctx context.Context) {
 	l.mu.Lock()
 	l.term = ctx
+	l.notify()
 	l.mu.Unlock()
 }
 
 func (l *Leadership) setLeader(id string) {
 	l.mu.Lock()
 	l.leader = id
+	l.leaders = append(l.leaders, id)
+	l.notify()
 	l.mu.Unlock()
 }
 
 func (l *Leadership) end(err error) {
 	l.mu.Lock()
 	l.term, l.ended = nil, err
+	l.notify()
 	l.mu.Unlock()
 }
 

@@ -42,6 +42,11 @@ type Config struct {
 	LeaseNamespace string
 	LeaseName      string
 	LeaderElection bool
+	// LeaderPodLabel, if set, is a label key the leader sets (value "true") on its own pod, the pod named
+	// Identity in LeaseNamespace, and removes when its term ends; it also takes it from the pods of
+	// replicas it saw lead before it. A Service selecting the label sends pushes to the leader alone,
+	// so every healthy replica is Ready. Empty: only the leader is Ready.
+	LeaderPodLabel string
 	Election       ElectionTiming // zero: client-go's usual 15s/10s/2s
 	Listen         string         // push endpoint and /metrics, e.g. :8443
 	Listener       net.Listener
@@ -125,6 +130,16 @@ func Run(ctx context.Context, cfg Config) error {
 		leadership = NewLeadership()
 	}
 	cfg.Controller.Leadership = leadership
+	var labeler *podLabeler
+	if cfg.LeaderPodLabel != "" {
+		if err := ValidateLeaderPodLabel(cfg.LeaderPodLabel); err != nil {
+			return err
+		}
+		if cfg.Identity == "" || cfg.LeaseNamespace == "" {
+			return errors.New("--leader-pod-label needs the pod's name (--id) and namespace (--lease-namespace)")
+		}
+		labeler = newPodLabeler(kube.CoreV1().Pods(cfg.LeaseNamespace), cfg.LeaderPodLabel, cfg.Identity, cfg.Election.withDefaults().RetryPeriod)
+	}
 	cfg.Controller.OnTargets = rate.resize
 	ctl := NewController(Clients{Kube: kube, Scales: scales, Mapper: mapper, Custom: custom, External: ext, Recorder: recorder}, cfg.Controller)
 
@@ -143,10 +158,17 @@ func Run(ctx context.Context, cfg Config) error {
 		_, _ = w.Write([]byte("ok"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		// Ready only where pushes are taken: on the leader, once its HPA cache has synced.
+		// Without the leader label, Ready only where pushes are taken: on the leader, once its HPA cache has
+		// synced. With it, the push Service selects the label: every replica is Ready once synced, a standby
+		// once its pod is known not to carry the label.
 		w.Header().Set("Connection", "close")
-		if term, leader := leadership.Leading(); term == nil {
+		term, leader := leadership.Leading()
+		if labeler == nil && term == nil {
 			http.Error(w, fmt.Sprintf("not the leader (leader: %q)", leader), http.StatusServiceUnavailable)
+			return
+		}
+		if labeler != nil && term == nil && !labeler.clear() {
+			http.Error(w, fmt.Sprintf("standby whose pod may still carry the leader label %s (leader: %q)", cfg.LeaderPodLabel, leader), http.StatusServiceUnavailable)
 			return
 		}
 		if !ctl.synced() {
@@ -205,6 +227,12 @@ func Run(ctx context.Context, cfg Config) error {
 	} else {
 		close(elected)
 	}
+	labelled := make(chan struct{})
+	if labeler != nil {
+		go func() { defer close(labelled); labeler.run(runCtx, leadership) }()
+	} else {
+		close(labelled)
+	}
 	if cfg.Ready != nil {
 		go func() {
 			if ctl.WaitSynced(runCtx) {
@@ -212,15 +240,17 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
-	klog.InfoS("promql-wake running", "listen", addr, "identity", cfg.Identity, "leaderElection", cfg.LeaderElection)
+	klog.InfoS("promql-wake running", "listen", addr, "identity", cfg.Identity, "leaderElection", cfg.LeaderElection, "leaderPodLabel", cfg.LeaderPodLabel)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	// Stop acting, then release the Lease (Elect returns once it has tried), then stop serving.
+	// Stop acting, then release the Lease (Elect returns once it has tried) and take the leader label from
+	// this pod, then stop serving.
 	stopRun()
 	<-ctlDone
 	<-elected
+	<-labelled
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)

@@ -55,7 +55,9 @@ func main() {
 		trusted    = flag.String("trusted-proxy-cidrs", "", "\",\"-separated CIDRs of proxies (the ingress controller) whose X-Forwarded-For/-Host/-Proto are kept; from any other client they are replaced")
 	)
 	logging := logflags.AddGo(flag.CommandLine)
-	flag.Parse()
+	if code, done := cli.ParseGo(flag.CommandLine, logging.Names(), os.Args[1:], os.Stdout, os.Stderr); done {
+		os.Exit(code)
+	}
 	if *showVer {
 		fmt.Println(version.Get().String("promql-activator"))
 		return

@@ -40,22 +40,16 @@ func main() {
 		leaseDur   = flag.Duration("leader-elect-lease-duration", 15*time.Second, "how long a standby waits before taking over an unrenewed Lease")
 		renewDL    = flag.Duration("leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it stops acting")
 		retryPer   = flag.Duration("leader-elect-retry-period", 2*time.Second, "between leader election tries")
+		podLabel   = flag.String("leader-pod-label", "", "the leader sets this label (value \"true\") on its own pod, the pod named --id in --lease-namespace, and removes it when it stops leading, so a Service selecting it sends pushes to the leader alone and every replica is Ready (the chart: "+wake.DefaultLeaderPodLabel+"); empty: only the leader is Ready")
 	)
 	showVersion := flag.Bool("version", false, "print the version, commit and Go version, then exit")
 	logging := logflags.AddGo(flag.CommandLine)
-	flag.CommandLine.Usage = func() { usage(os.Stdout, flag.CommandLine, logging.Names()) }
-	flag.Parse()
+	if code, done := cli.ParseGo(flag.CommandLine, logging.Names(), os.Args[1:], os.Stdout, os.Stderr); done {
+		os.Exit(code)
+	}
 	if *showVersion {
 		fmt.Println(version.Get().String("promql-wake"))
 		return
-	}
-	if flag.NArg() > 0 {
-		if flag.Arg(0) == "help" {
-			usage(os.Stdout, flag.CommandLine, logging.Names())
-			return
-		}
-		fmt.Fprintf(os.Stderr, "promql-wake: unexpected argument %q (run \"promql-wake --help\")\n", flag.Arg(0))
-		os.Exit(2)
 	}
 	if err := logging.Apply(); err != nil {
 		fmt.Fprintf(os.Stderr, "promql-wake: %v\n", err)
@@ -74,7 +68,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err = wake.Run(ctx, wake.Config{
-		Kube: cfg, QPS: float32(*qps), Burst: *burst, Identity: *identity, LeaseNamespace: *leaseNS, LeaseName: *leaseName, LeaderElection: *elect,
+		Kube: cfg, QPS: float32(*qps), Burst: *burst, Identity: *identity, LeaseNamespace: *leaseNS, LeaseName: *leaseName, LeaderElection: *elect, LeaderPodLabel: *podLabel,
 		Election: wake.ElectionTiming{LeaseDuration: *leaseDur, RenewDeadline: *renewDL, RetryPeriod: *retryPer},
 		Listen:   *listen, TLSCertFile: *certFile, TLSKeyFile: *keyFile, ClientCAFile: *clientCA, TokenFile: *tokenFile,
 		Controller: wake.ControllerOptions{PollSleeping: *pollSleep, PollAwake: *pollAwake, Workers: *workers, ReadTimeout: *readTO},

@@ -62,6 +62,18 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 	if err := os.RemoveAll(work); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	// Component logs go to files; the terminal shows the story's table alone.
+	inProcess := filepath.Join(work, "in-process.log")
+	logf, err := logToFile(inProcess)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	say("component logs: %s (promql-wake, promql-activator), %s (promql-adapter, web's pods), %s (control plane), %s",
+		inProcess, filepath.Join(work, "logs"), filepath.Join(work, "cluster", "logs"), filepath.Join(work, "prometheus"))
 	web := loadsim.Target{Namespace: ns, Deployment: "web", Service: "web", Capacity: capacity, MatchLabels: map[string]string{"app": "web"}}
 	say("bringing up etcd, kube-apiserver, kube-controller-manager, kwok, Prometheus and promql-adapter on 127.0.0.1 ...")
 	start := time.Now()
@@ -133,6 +145,11 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 	say("web's pods run hack/nodeapp (Node.js) on their own IPs; promql-activator at %s routes Host %s to web", act.URL, webHost)
 	say("")
 	say("%8s  %8s  %9s  %15s  %s", "time", "load", "avg ELU", "HPA desired/ready", "")
+	say("%8s  %s", "", "▶ rows are events: promql-wake's sleeps and wakes, the HPA's rescales")
+	begin := time.Now()
+	if err := printEvents(ctx, st.Kube, ns, begin); err != nil {
+		return err
+	}
 
 	story := []struct {
 		load  float64
@@ -161,7 +178,6 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 				return s.want(!s.asleep && s.lastReady >= 2, "promql-wake woke web and the HPA scaled it past one pod")
 			}, nil},
 	}
-	begin := time.Now()
 	var failed []string
 	for _, phase := range story {
 		if err := st.Sim.SetLoad(ns, "web", phase.load); err != nil {
@@ -217,7 +233,7 @@ func run(ctx context.Context, cache, binDir string, noWait bool) error {
 	say("  curl -X PUT -d 400 %s/targets/demo/web/load     # change the simulated load", st.SimURL)
 	say("  curl -H 'Host: %s' %s/   # web through promql-activator (held while web sleeps)", webHost, act.URL)
 	say("  curl -X POST -H 'Authorization: Bearer %s' %s/wake/demo/hpa/web   # wake it by push", waker.Token, waker.URL)
-	say("  Prometheus: %s   logs: %s/logs and %s/cluster/logs", st.Prom.URL(), st.WorkDir(), st.WorkDir())
+	say("  Prometheus: %s   logs: %s, %s/logs and %s/cluster/logs", st.Prom.URL(), inProcess, st.WorkDir(), st.WorkDir())
 	say("Ctrl-C stops everything.")
 	<-ctx.Done()
 	return storyErr
@@ -296,6 +312,9 @@ func top(ctx context.Context, st *stack.Stack, binDir string) string {
 	return ""
 }
 
+// say prints one line of the demo; events arrive on their own goroutine.
 func say(format string, a ...any) {
-	fmt.Printf(format+"\n", a...)
+	sayMu.Lock()
+	defer sayMu.Unlock()
+	fmt.Fprintf(sayTo, format+"\n", a...)
 }

@@ -23,8 +23,8 @@ type WakeProcess struct {
 }
 
 // StartWakeProcess builds cmd/promql-wake and runs it with the ServiceAccount of
-// deploy/wake-rbac.yaml on a loopback port; Stop ends it.
-func (s *Stack) StartWakeProcess(ctx context.Context, id string) (*WakeProcess, error) {
+// deploy/wake-rbac.yaml on a loopback port, with extraArgs after its own; Stop ends it.
+func (s *Stack) StartWakeProcess(ctx context.Context, id string, extraArgs ...string) (*WakeProcess, error) {
 	bin := filepath.Join(s.opts.WorkDir, "promql-wake")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/promql-wake")
 	build.Dir = s.opts.RepoRoot
@@ -53,7 +53,8 @@ func (s *Stack) StartWakeProcess(ctx context.Context, id string) (*WakeProcess, 
 	if err != nil {
 		return nil, err
 	}
-	w.cmd = exec.Command(bin, "--kubeconfig="+kc, "--id="+id, "--listen=127.0.0.1:"+strconv.Itoa(port), "--token-file="+tokenFile, "--v=1")
+	args := append([]string{"--kubeconfig=" + kc, "--id=" + id, "--listen=127.0.0.1:" + strconv.Itoa(port), "--token-file=" + tokenFile, "--v=1"}, extraArgs...)
+	w.cmd = exec.Command(bin, args...)
 	w.cmd.Stdout, w.cmd.Stderr = logf, logf
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := w.cmd.Start(); err != nil {
@@ -78,4 +79,11 @@ func (w *WakeProcess) Stop() error {
 		<-w.done
 		return fmt.Errorf("promql-wake ignored SIGTERM for 15s and was killed")
 	}
+}
+
+// Kill ends the process at once with SIGKILL, as a crash would: it neither releases its Lease nor
+// cleans up after itself.
+func (w *WakeProcess) Kill() {
+	_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+	<-w.done
 }

@@ -146,12 +146,20 @@ func TestTemplateContents(t *testing.T) {
 	cm := Render(t, "../../testdata/chart/certmanager-wake.yaml")
 	for _, s := range []string{"kind: Certificate", "cert-manager.io/inject-ca-from: custom-metrics/promql-adapter", "kind: ServiceMonitor",
 		"name: promql-wake", "--leader-elect=true", "name: promql-wake-token", "kind: Issuer",
-		"httpGet: {path: /readyz, port: https, scheme: HTTPS}\n          periodSeconds: 2", "type: Recreate",
+		"httpGet: {path: /readyz, port: https, scheme: HTTPS}\n          periodSeconds: 2",
+		// Every healthy replica is Ready; the push Service selects the leader's pod label.
+		"type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}", "- --leader-pod-label=promql-adapter.io/wake-leader",
+		"    app.kubernetes.io/name: promql-wake\n    app.kubernetes.io/instance: promql-adapter\n    promql-adapter.io/wake-leader: \"true\"\n  ports:",
+		"  resources: [pods]\n  verbs: [patch]\n", "kind: ValidatingAdmissionPolicy\n", "kind: ValidatingAdmissionPolicyBinding\n",
+		`expression: request.userInfo.username == "system:serviceaccount:custom-metrics:promql-wake"`,
 		"kind: PrometheusRule", "- alert: PromQLAdapterAPIServiceUnavailable", "runbook_url: https://github.com/promql-adapter/promql-adapter/blob/main/docs/runbook.md#",
 		"name: promql-adapter-dashboard", `grafana_dashboard: "1"`, "promql-adapter.json: |-\n    {"} {
 		if !strings.Contains(cm, s) {
 			t.Errorf("cert-manager + wake values lack %q", s)
 		}
+	}
+	if strings.Contains(cm, "type: Recreate") {
+		t.Error("promql-wake's Deployment is recreated: its standbys are Ready now, so it can roll")
 	}
 	if strings.Contains(cm, "caBundle") {
 		t.Error("with cert-manager the chart must leave caBundle to the CA injector")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,8 @@ import (
 
 // TestDemoStory runs the program behind `make demo` to the end of its story (--no-wait), on a
 // control plane of its own: it exits non-zero unless the HPA scaled web up and down, promql-wake
-// put it to sleep and woke it, and the HPA scaled it on from there.
+// put it to sleep and woke it, and the HPA scaled it on from there. Its output is the table alone: no
+// component's log line, and promql-wake's and the HPA's events as rows.
 func TestDemoStory(t *testing.T) {
 	demo := filepath.Join(t.TempDir(), "demo")
 	build := exec.Command("go", "build", "-o", demo, "./hack/demo")
@@ -34,10 +36,15 @@ func TestDemoStory(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v after %s\n%s", err, time.Since(start).Round(time.Second), out)
 	}
-	for _, want := range []string{"(asleep)", "$ kubectl top pods -n demo", "$ kubectl top nodes", "CPU(cores)", "the story held: up, down, to zero and back", "stopping everything"} {
+	for _, want := range []string{"(asleep)", "$ kubectl top pods -n demo", "$ kubectl top nodes", "CPU(cores)", "the story held: up, down, to zero and back", "stopping everything",
+		// Component logs go to files it names; events are rows of the table.
+		"component logs: ", "in-process.log (promql-wake, promql-activator)", "s  ▶ promql-wake ScaledToZero: Deployment/web 1 → 0", "s  ▶ HPA SuccessfulRescale: New size: "} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	if l := regexp.MustCompile(`(?m)^[IWEF]\d{4} \d\d:\d\d:\d\d.*$`).FindString(string(out)); l != "" {
+		t.Errorf("a component's log line is in the demo's output: %s", l)
 	}
 	t.Logf("make demo's story held, in %s:\n%s", time.Since(start).Round(time.Second), out)
 }

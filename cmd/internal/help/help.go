@@ -18,6 +18,7 @@ type Group struct {
 
 // Usage describes a command for its help text.
 type Usage struct {
+	Name        string      // the command's name, in errors (ParseGo)
 	Intro       string      // the first lines: what the command does and how it is called
 	Subcommands [][2]string // name, one-line description
 	Groups      []Group     // the command's own flags, in this order
