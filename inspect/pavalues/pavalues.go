@@ -49,7 +49,11 @@ const header = "# promql-adapter chart values, converted from prometheus-adapter
 // chartFlags are the flags promql-adapter's chart sets itself; an extra argument repeating one is left out.
 var chartFlags = []string{"config", "config-format", "apis", "prometheus-url", "prometheus-timeout",
 	"prometheus-client-config", "prometheus-header", "series-relist-interval", "series-max-age",
-	"metrics-relist-interval", "secure-port", "tls-cert-file", "tls-private-key-file", "cert-dir", "v"}
+	"metrics-relist-interval", "metrics-max-age", "secure-port", "tls-cert-file", "tls-private-key-file", "cert-dir", "v"}
+
+// flagValues are the chart's values for flags an extra argument may set instead.
+var flagValues = map[string]string{"v": "logLevel", "metrics-relist-interval": "seriesRelistInterval",
+	"series-relist-interval": "seriesRelistInterval", "metrics-max-age": "seriesMaxAge", "series-max-age": "seriesMaxAge"}
 
 // converter holds one conversion's state.
 type converter struct {
@@ -465,7 +469,23 @@ func (c *converter) deployment() {
 		for _, a := range v.([]any) {
 			s := fmt.Sprint(a)
 			name := strings.TrimLeft(strings.SplitN(s, "=", 2)[0], "-")
+			value := ""
+			if i := strings.Index(s, "="); i >= 0 {
+				value = s[i+1:]
+			}
 			switch {
+			case flagValues[name] != "" && value != "":
+				key := flagValues[name]
+				if _, set := c.out[key]; set {
+					c.warn("extraArguments: %s left out: %s is set already", s, key)
+					break
+				}
+				var v any = value
+				if n, err := strconv.Atoi(value); err == nil && key == "logLevel" {
+					v = n
+				}
+				c.set(key, v)
+				c.warn("extraArguments: %s carried over as %s: %v", s, key, v)
 			case slices.Contains(chartFlags, name):
 				c.warn("extraArguments: %s left out: promql-adapter's chart sets --%s from its values", s, name)
 			case c.opts.KnownFlag != nil && !c.opts.KnownFlag(name):
