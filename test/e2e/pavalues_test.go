@@ -205,7 +205,7 @@ func paDefaultName(series string) string {
 		return strings.TrimSuffix(rest, "_total")
 	case strings.HasSuffix(series, "_seconds_total"):
 		return strings.TrimSuffix(series, "_seconds_total")
-	case strings.Contains(series, "_seconds_total"):
+	case strings.HasSuffix(series, "_total") && strings.Contains(series, "_seconds_total"):
 		return "" // excluded by the rule for other counters; not matched by the _seconds_total one
 	}
 	return strings.TrimSuffix(series, "_total")
