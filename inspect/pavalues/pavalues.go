@@ -258,6 +258,9 @@ func (c *converter) rules() error {
 	c.set("apis.external", !empty(external))
 	c.set("apis.resource", !empty(res))
 	c.set("rules.format", "prometheus-adapter")
+	if !def && empty(custom) && empty(external) && empty(res) {
+		return errors.New("prometheus-adapter values: no rules: rules.default is false and rules.custom, rules.external and rules.resource are empty (prometheus-adapter's chart would register no API)")
+	}
 	if !empty(existing) {
 		name, ok := existing.(string)
 		if !ok {
@@ -294,9 +297,6 @@ func (c *converter) rules() error {
 			return errors.New("prometheus-adapter values: rules.resource: want an object (cpu, memory, window)")
 		}
 		cfg[pacompat.SectionResourceRules] = res
-	}
-	if len(cfg) == 0 {
-		return errors.New("prometheus-adapter values: no rules: rules.default is false and rules.custom, rules.external and rules.resource are empty (prometheus-adapter would serve no metric)")
 	}
 	// The rule file must be one the adapter reads: prometheus-adapter's own strict decoding, each bad rule named.
 	data, err := yaml.Marshal(cfg)

@@ -197,6 +197,7 @@ func TestConvertErrors(t *testing.T) {
 		{"URL without a scheme", "prometheus: {url: prometheus.monitoring.svc}", "prometheus.url: \"prometheus.monitoring.svc\" is not an http(s) URL"},
 		{"bad port", "prometheus: {port: 99999}", "prometheus.port: 99999 is not a port"},
 		{"no rules at all", "rules: {default: false}", "no rules: rules.default is false"},
+		{"an existing ConfigMap and no API", "rules: {default: false, existing: cm}", "would register no API"},
 		{"a custom rule PA would refuse", "rules: {custom: [{seriesQuery: a, metricsquery: b}]}", "rules[6]"},
 		{"not YAML", "a: [", "prometheus-adapter values:"},
 	}
