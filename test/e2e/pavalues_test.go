@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,17 +220,43 @@ func TestE2EPrometheusAdapterValues(t *testing.T) {
 	if err := st.Sim.SetLoad(ns, "web", 40); err != nil {
 		t.Fatal(err)
 	}
+	if err := st.Sim.SetQueue(ns, "worker", 5); err != nil {
+		t.Fatal(err)
+	}
+	// Discovery lists series once at start (then every relist interval): wait until Prometheus holds
+	// every series the rules read, with two samples for the rates.
+	need := []string{"http_requests_total", "elu_utilization", "service_requests_in_flight", "queue_messages_ready",
+		"container_cpu_usage_seconds_total", "container_memory_working_set_bytes", "node_cpu_usage_seconds_total", "node_memory_working_set_bytes"}
+	eventually(t, 90*time.Second, "the simulator's series in Prometheus", func() (bool, string) {
+		var missing []string
+		for _, m := range need {
+			var r struct{ Data struct{ Result []any } }
+			resp, err := http.Get(st.Prom.URL() + "/api/v1/query?" + url.Values{"query": {"count_over_time(" + m + "[1m]) >= 2"}}.Encode())
+			if err != nil {
+				return false, err.Error()
+			}
+			err = json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			if err != nil || len(r.Data.Result) == 0 {
+				missing = append(missing, m)
+			}
+		}
+		return len(missing) == 0, "missing " + strings.Join(missing, ", ")
+	})
 	t.Run("pa-defaults", func(t *testing.T) {
 		client, host := chartAdapter(t, "pa-defaults")
 		// Every series name with a namespace label Prometheus holds: each listed metric must be the
 		// name prometheus-adapter's default rules give one of them.
 		var series struct{ Data []string }
-		resp, err := http.Get(st.Prom.URL() + `/api/v1/label/__name__/values?match[]={namespace!=""}`)
+		resp, err := http.Get(st.Prom.URL() + "/api/v1/label/__name__/values?" + url.Values{"match[]": {`{namespace!=""}`}}.Encode())
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = json.NewDecoder(resp.Body).Decode(&series)
+		err = json.NewDecoder(resp.Body).Decode(&series)
 		resp.Body.Close()
+		if err != nil || len(series.Data) == 0 {
+			t.Fatalf("series names from Prometheus: %v %v", series.Data, err)
+		}
 		derived := map[string]bool{}
 		for _, s := range series.Data {
 			if n := paDefaultName(s); n != "" {
@@ -277,7 +304,7 @@ func TestE2EPrometheusAdapterValues(t *testing.T) {
 			names, err := listed(client, host+"/apis/custom.metrics.k8s.io/v1beta2")
 			return err == nil && slices.Equal(names, want), fmt.Sprint(names, err)
 		})
-		eventually(t, 60*time.Second, "services/web/http_requests_per_second ≈ 40", func() (bool, string) {
+		eventually(t, 120*time.Second, "services/web/http_requests_per_second ≈ 40 (a 1m rate)", func() (bool, string) {
 			var v struct{ Items []struct{ Value string } }
 			err := getJSON(client, host+"/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/services/web/http_requests_per_second", &v)
 			if err != nil || len(v.Items) != 1 {
@@ -317,9 +344,6 @@ func TestE2EPrometheusAdapterValues(t *testing.T) {
 		}
 	})
 	t.Run("external-rules", func(t *testing.T) {
-		if err := st.Sim.SetQueue(ns, "worker", 5); err != nil {
-			t.Fatal(err)
-		}
 		client, host := chartAdapter(t, "external-rules")
 		eventually(t, 60*time.Second, "the external rules' metric names", func() (bool, string) {
 			names, err := listed(client, host+"/apis/external.metrics.k8s.io/v1beta1")
@@ -329,6 +353,7 @@ func TestE2EPrometheusAdapterValues(t *testing.T) {
 		var v struct{ Items []item }
 		// A raw selector keeps the series' labels, __name__ among them: prometheus-adapter passes them all.
 		eventually(t, 30*time.Second, "service_requests_in_flight_raw of web", func() (bool, string) {
+			v.Items = nil
 			err := getJSON(client, host+"/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/service_requests_in_flight_raw?labelSelector=service%3Dweb", &v)
 			return err == nil && len(v.Items) == 1, fmt.Sprint(v, err)
 		})
@@ -338,6 +363,7 @@ func TestE2EPrometheusAdapterValues(t *testing.T) {
 		}
 		// sum by (queue) drops __name__ in Prometheus itself: only queue is left, as for prometheus-adapter.
 		eventually(t, 30*time.Second, "queue_messages_ready of worker", func() (bool, string) {
+			v.Items = nil
 			err := getJSON(client, host+"/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/queue_messages_ready?labelSelector=queue%3Dworker", &v)
 			return err == nil && len(v.Items) == 1, fmt.Sprint(v, err)
 		})
