@@ -1,11 +1,19 @@
 package pavalues
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"flag"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -208,5 +216,33 @@ func TestConvertErrors(t *testing.T) {
 				t.Fatalf("error %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestConvertTLSNamesTheCertificate: the warning for tls.enable names the DNS names of PA's
+// certificate, which kube-apiserver checks against this chart's Service.
+func TestConvertTLSNamesTheCertificate(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"prometheus-adapter.monitoring.svc"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	in, _ := yaml.Marshal(map[string]any{"tls": map[string]any{"enable": true, "ca": cert, "certificate": cert, "key": "SECRET"}})
+	res, err := Convert(in, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(res.Warnings, "\n")
+	if !strings.Contains(all, "the certificate names prometheus-adapter.monitoring.svc") || strings.Contains(all+string(res.Values), "SECRET") {
+		t.Errorf("warnings:\n%s\nvalues:\n%s", all, res.Values)
+	}
+	if got := get(t, res.Values, "tls.caBundle"); got != base64.StdEncoding.EncodeToString([]byte(cert)) {
+		t.Errorf("caBundle %v", got)
 	}
 }
