@@ -128,16 +128,14 @@ var paProbe = map[string]any{
 
 // unmapped says why a PA key has no counterpart in promql-adapter's chart; the warning quotes it.
 var unmapped = map[string]string{
-	"namespaceOverride":                              "the chart installs into the release's namespace: use helm install --namespace",
-	"customAnnotations":                              "the chart has no annotations for every object",
-	"customLabels":                                   "the chart has no labels for every object",
-	"rbac.useAuthReaderClusterRole":                  "the chart binds the extension-apiserver-authentication-reader Role in kube-system",
-	"rbac.externalMetrics.resources":                 "the chart lets the HPA controller read every external metric",
-	"rbac.customMetrics.resources":                   "the chart lets the HPA controller read every custom metric",
-	"automountServiceAccountToken":                   "the adapter needs its token for delegated authentication and informers",
-	"serviceAccount.automountServiceAccountToken":    "the adapter needs its token for delegated authentication and informers",
+	"namespaceOverride":                           "the chart installs into the release's namespace: use helm install --namespace",
+	"rbac.useAuthReaderClusterRole":               "the chart binds the extension-apiserver-authentication-reader Role in kube-system",
+	"rbac.externalMetrics.resources":              "the chart lets the HPA controller read every external metric",
+	"rbac.customMetrics.resources":                "the chart lets the HPA controller read every custom metric",
+	"automountServiceAccountToken":                "the adapter needs its token for delegated authentication and informers",
+	"serviceAccount.automountServiceAccountToken": "the adapter needs its token for delegated authentication and informers",
 	"dnsConfig":                                      "the chart has no dnsConfig",
-	"dnsPolicy":                                      "the chart has no dnsPolicy (hostNetwork pods get ClusterFirstWithHostNet from it)",
+	"dnsPolicy":                                      "the chart sets dnsPolicy ClusterFirstWithHostNet with hostNetwork, and keeps Kubernetes' default otherwise",
 	"service.annotations":                            "the chart's Service has no annotations",
 	"service.clusterIP":                              "the chart's Service gets its address from the cluster",
 	"service.ipDualStack.enabled":                    "the chart's Service takes the cluster's IP family default",

@@ -396,6 +396,8 @@ func (c *converter) deployment() {
 	if a, ok := c.out["affinity"].(map[string]any); ok && a["podAntiAffinity"] != nil {
 		c.set("podAntiAffinity", "none") // the user's own anti-affinity replaces the chart's
 	}
+	c.copyAs("customLabels", "commonLabels")
+	c.copyAs("customAnnotations", "commonAnnotations")
 	c.copyAs("metricsRelistInterval", "seriesRelistInterval")
 	c.copyAs("strategy", "updateStrategy")
 	c.copyAs("service.port", "service.port")
