@@ -563,7 +563,7 @@ func (p *Provider) external(ctx context.Context, namespace string, metricSelecto
 		}
 		lbls := make(map[string]string, len(s.Metric))
 		for k, v := range s.Metric {
-			if k != model.MetricNameLabel {
+			if k != model.MetricNameLabel || m.KeepNameLabel {
 				lbls[string(k)] = string(v)
 			}
 		}

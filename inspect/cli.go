@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/config"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/inspect/pavalues"
 	"github.com/promql-adapter/promql-adapter/naming"
 	"github.com/promql-adapter/promql-adapter/naming/pacompat"
 	"github.com/promql-adapter/promql-adapter/server"
@@ -76,9 +77,14 @@ Prints the PromQL the adapter runs for one API path, e.g.
   /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC
 Exit code 0: the path is served; 1: it names nothing served; 2: bad flags or rule file.`,
 	"convert": `usage: promql-adapter convert --config FILE
+       promql-adapter convert --helm-values FILE [-o OUT]
 
-Prints a prometheus-adapter config (rules, externalRules, resourceRules) in the native rule format.
-Rules that cannot be expressed simply stay as comments that say why.`,
+--config: prints a prometheus-adapter config (rules, externalRules, resourceRules) in the native rule
+format. Rules that cannot be expressed simply stay as comments that say why.
+--helm-values: turns a values file of prometheus-adapter's Helm chart into values of promql-adapter's
+chart (rules.default becomes rules that serve the same metric names); every key not carried over as it
+was is named on stderr. Exit code 0: converted; 2: bad flags, an unreadable file, or a key that is not
+one of prometheus-adapter's chart.`,
 }
 
 // newFlagSet is a subcommand's flag set; its usage is the command's help text and flags.
@@ -186,13 +192,39 @@ func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return ExitOK
 }
 
-// RunConvert is `promql-adapter convert`: a prometheus-adapter config in the native format, on stdout.
+// RunConvert is `promql-adapter convert`: a prometheus-adapter config in the native format, or a
+// prometheus-adapter chart values file as promql-adapter chart values, on stdout or -o.
 // Rules that cannot be expressed simply stay as comments that say why.
-func RunConvert(_ context.Context, args []string, stdout, stderr io.Writer) int {
+func RunConvert(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runConvert(ctx, args, stdout, stderr, nil)
+}
+
+// ConvertWithFlags is RunConvert that keeps, of a values file's extraArguments, only the flags
+// knownFlag (a flag name without dashes) accepts: the server's command line.
+func ConvertWithFlags(knownFlag func(string) bool) func(context.Context, []string, io.Writer, io.Writer) int {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		return runConvert(ctx, args, stdout, stderr, knownFlag)
+	}
+}
+
+func runConvert(_ context.Context, args []string, stdout, stderr io.Writer, knownFlag func(string) bool) int {
 	fs := newFlagSet("convert", stderr)
-	path := fs.String("config", "", "prometheus-adapter config file (required)")
+	path := fs.String("config", "", "prometheus-adapter config file")
+	values := fs.String("helm-values", "", "prometheus-adapter Helm chart values file")
+	outPath := fs.String("o", "", "with --helm-values: write the values to this file instead of stdout")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
+	}
+	if (*path == "") == (*values == "") {
+		fmt.Fprintln(stderr, "convert: give exactly one of --config and --helm-values")
+		return ExitUsage
+	}
+	if *values != "" {
+		return convertValues(*values, *outPath, knownFlag, stdout, stderr)
+	}
+	if *outPath != "" {
+		fmt.Fprintln(stderr, "convert: -o goes with --helm-values")
+		return ExitUsage
 	}
 	data, err := os.ReadFile(*path)
 	if err != nil {
@@ -210,6 +242,33 @@ func RunConvert(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		return ExitUsage
 	}
 	if _, err := stdout.Write(out); err != nil {
+		return ExitUsage
+	}
+	return ExitOK
+}
+
+// convertValues is convert --helm-values: the values on stdout (or outPath), each warning on stderr.
+func convertValues(path, outPath string, knownFlag func(string) bool, stdout, stderr io.Writer) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(stderr, "convert:", err)
+		return ExitUsage
+	}
+	res, err := pavalues.Convert(data, pavalues.Options{KnownFlag: knownFlag})
+	if err != nil {
+		fmt.Fprintf(stderr, "convert: %s: %v\n", path, err)
+		return ExitUsage
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(stderr, "convert: warning:", w)
+	}
+	if outPath != "" {
+		err = os.WriteFile(outPath, res.Values, 0o644)
+	} else {
+		_, err = stdout.Write(res.Values)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "convert:", err)
 		return ExitUsage
 	}
 	return ExitOK

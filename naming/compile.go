@@ -32,6 +32,10 @@ type Metric struct {
 	// NeedsNames: the query must be given the object names on every request (prometheus-adapter's
 	// .LabelValuesByName), never a whole namespace to filter afterwards.
 	NeedsNames bool
+
+	// KeepNameLabel: an external metric's answer keeps the series' __name__ in metricLabels, as
+	// prometheus-adapter's answers do (set for its rule format).
+	KeepNameLabel bool
 }
 
 // NewRendered returns m with its PromQL rendered by another rule format, such as

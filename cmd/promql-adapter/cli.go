@@ -24,7 +24,7 @@ var subcommands = []struct {
 }{
 	{"check", "run every rule against Prometheus: the metrics it serves, objects, a sample each, or why not", inspect.RunCheck},
 	{"explain", "print the PromQL one API path runs, e.g. /apis/custom.metrics.k8s.io/v1beta2/namespaces/NS/pods/*/METRIC", inspect.RunExplain},
-	{"convert", "print a prometheus-adapter config in the native rule format", inspect.RunConvert},
+	{"convert", "print a prometheus-adapter config in the native rule format, or its chart's values as this chart's", inspect.ConvertWithFlags(serverFlag)},
 }
 
 // The adapter's own flags by group; the generic API server flags follow, then logging.
@@ -57,6 +57,12 @@ func newFlags(opts *server.Options) (*pflag.FlagSet, *bool, *logflags.Flags) {
 	showVersion := fs.Bool("version", false, "print the version, commit and Go version, then exit")
 	logging := logflags.Add(fs)
 	return fs, showVersion, logging
+}
+
+// serverFlag reports whether the server has a flag of that name (convert keeps only those of a values file's extraArguments).
+func serverFlag(name string) bool {
+	fs, _, _ := newFlags(server.NewOptions())
+	return fs.Lookup(name) != nil
 }
 
 // usage writes the grouped help text of the server.

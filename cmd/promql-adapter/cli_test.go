@@ -131,3 +131,38 @@ func TestLoggingFormat(t *testing.T) {
 	}
 	logtest.CheckFormats(t, bin, "starting", "--config="+filepath.Join(t.TempDir(), "missing.yaml"))
 }
+
+// TestConvertHelmValues: convert --helm-values keeps the extra arguments the server accepts (its own
+// flags, prometheus-adapter's and the logging flags), names the rest on stderr, writes -o, and
+// exits 2 naming a key prometheus-adapter's chart does not have.
+func TestConvertHelmValues(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "pa.yaml")
+	if err := os.WriteFile(in, []byte("extraArguments: [--prometheus-verb=GET, --logging-format=json, --vmodule=x=2, --nope=1]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code, _ := run("convert", "--helm-values", in)
+	if code != 0 || !strings.Contains(out, "- --prometheus-verb=GET\n") || !strings.Contains(out, "- --logging-format=json\n") ||
+		!strings.Contains(out, "- --vmodule=x=2\n") || strings.Contains(out, "nope") {
+		t.Errorf("code %d stdout:\n%s", code, out)
+	}
+	if !strings.Contains(errOut, "convert: warning: extraArguments: --nope=1 left out: promql-adapter has no flag --nope") {
+		t.Errorf("stderr: %s", errOut)
+	}
+	dst := filepath.Join(dir, "ours.yaml")
+	if out, _, code, _ = run("convert", "--helm-values", in, "-o", dst); code != 0 || out != "" {
+		t.Errorf("-o: code %d stdout %q", code, out)
+	}
+	if b, err := os.ReadFile(dst); err != nil || !strings.Contains(string(b), "prometheus-verb") {
+		t.Errorf("-o file: %v %s", err, b)
+	}
+	if err := os.WriteFile(in, []byte("replica: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code, _ = run("convert", "--helm-values", in); code != 2 || !strings.Contains(errOut, "not keys of prometheus-adapter's chart: replica") {
+		t.Errorf("unknown key: code %d stderr %s", code, errOut)
+	}
+	if _, errOut, code, _ = run("convert", "--helm-values", in, "--config", in); code != 2 || !strings.Contains(errOut, "exactly one of --config and --helm-values") {
+		t.Errorf("both: code %d stderr %s", code, errOut)
+	}
+}

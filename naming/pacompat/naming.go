@@ -45,7 +45,7 @@ func (s seriesRules) ExpandSeries(in []naming.SeriesLabels) []*naming.Metric {
 		out = append(out, naming.NewRendered(naming.Metric{
 			Name: pm.Name, External: pm.External, Resource: res,
 			NSLabel: pm.NamespaceLabel(), NameLabel: pm.NameLabel(), RuleIndex: pm.RuleIndex,
-			NeedsNames: pm.rule.usesValues,
+			NeedsNames: pm.rule.usesValues, KeepNameLabel: pm.External,
 		}, pm.Build))
 	}
 	return out
