@@ -177,6 +177,35 @@ wakeCert, wakeKey (PEM).
 {{- toYaml (dict "items" $l) -}}
 {{- end -}}
 
+{{/* promql-adapter.templatedAPIServices: the APIServices this chart templates, as {items: [...]}: those of
+apis.* less apiService.ownedElsewhere (another release templates them; the controller claims them). */}}
+{{- define "promql-adapter.templatedAPIServices" -}}
+{{- $l := list -}}
+{{- range (include "promql-adapter.apiServices" . | fromYaml).items -}}
+{{- if not (has (printf "%s.%s" .version .group) $.Values.apiService.ownedElsewhere) -}}
+{{- $l = append $l . -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "items" $l) -}}
+{{- end -}}
+
+{{/* promql-adapter.claimedNames: the names of the APIServices the controller claims (all of apis.*), one a line. */}}
+{{- define "promql-adapter.claimedNames" -}}
+{{- range (include "promql-adapter.apiServices" . | fromYaml).items }}
+{{ printf "%s.%s" .version .group }}
+{{- end -}}
+{{- end -}}
+
+{{/* promql-adapter.controller: "true" when the adapter runs the APIService controller. */}}
+{{- define "promql-adapter.controller" -}}
+{{- if or .Values.apiService.controller (eq .Values.tls.mode "controller") .Values.apiService.ownedElsewhere -}}
+{{- if not .Values.apiService.controller -}}
+{{- fail "tls.mode controller and apiService.ownedElsewhere need apiService.controller: true (the adapter writes the caBundle and claims the APIServices)" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* The --apis flag: only when the set differs from the adapter's default (custom, external). */}}
 {{- define "promql-adapter.apisFlag" -}}
 {{- $a := list -}}
@@ -210,7 +239,7 @@ spec:
   versionPriority: {{ .api.versionPriority }}
   {{- if $root.Values.apiService.insecureSkipTLSVerify }}
   insecureSkipTLSVerify: true
-  {{- else if ne $root.Values.tls.mode "certManager" }}
+  {{- else if not (has $root.Values.tls.mode (list "certManager" "controller")) }}
   caBundle: {{ include "promql-adapter.caBundle" $root | quote }}
   {{- end }}
 {{- end -}}
