@@ -167,7 +167,7 @@ func (s *CertSecret) Run(ctx context.Context) {
 			return s.Client.CoreV1().Secrets(s.SecretNamespace).Watch(ctx, o)
 		},
 	}
-	inf := cache.NewSharedIndexInformer(lw, &corev1.Secret{}, 0, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.Client), &corev1.Secret{}, 0, cache.Indexers{})
 	on := func(obj any) {
 		if sec, ok := obj.(*corev1.Secret); ok && sec.Name == s.SecretName {
 			s.set(sec)

@@ -159,7 +159,7 @@ func (c *Controller) informer(name string) cache.SharedIndexInformer {
 			return api.Watch(ctx, o)
 		},
 	}
-	inf := cache.NewSharedIndexInformer(lw, &apiregv1.APIService{}, 0, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, c.agg), &apiregv1.APIService{}, 0, cache.Indexers{})
 	on := func(obj any) {
 		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj

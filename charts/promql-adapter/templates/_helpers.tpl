@@ -111,7 +111,10 @@ wakeCert, wakeKey (PEM).
 {{- if not (hasKey .Values "__certs") -}}
 {{- $fullname := include "promql-adapter.fullname" . -}}
 {{- $ns := .Release.Namespace -}}
-{{- $existing := lookup "v1" "Secret" $ns (include "promql-adapter.tlsSecretName" .) -}}
+{{- $existing := dict -}}
+{{- if ne .Values.tls.mode "controller" -}}{{/* controller: the adapter's CA stays the adapter's; promql-wake gets a CA of its own */}}
+{{- $existing = lookup "v1" "Secret" $ns (include "promql-adapter.tlsSecretName" .) -}}
+{{- end -}}
 {{- $existingWake := lookup "v1" "Secret" $ns (include "promql-adapter.wakeTLSSecretName" .) -}}
 {{- $existingCA := lookup "v1" "Secret" $ns (include "promql-adapter.caKeySecretName" .) -}}
 {{- $tls := $existing.data | default dict -}}
