@@ -226,6 +226,21 @@ func TestE2EAPIServiceBesideKEDA(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer w.Stop()
+		// Events are stamped as they arrive, while the rewrite (e.g. helm upgrade) still runs.
+		type seen struct {
+			at   time.Time
+			held bool
+			desc string
+		}
+		events := make(chan seen, 1000)
+		go func() {
+			for e := range w.ResultChan() {
+				if a, ok := e.Object.(*apiregv1.APIService); ok {
+					events <- seen{time.Now(), held(a), fmt.Sprintf("service %+v, caBundle ours %v", a.Spec.Service, bytes.Equal(a.Spec.CABundle, ca))}
+				}
+			}
+			close(events)
+		}()
 		if err := rewrite(); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
@@ -233,20 +248,16 @@ func TestE2EAPIServiceBesideKEDA(t *testing.T) {
 		timeout := time.After(30 * time.Second)
 		for {
 			select {
-			case e, ok := <-w.ResultChan():
+			case e, ok := <-events:
 				if !ok {
 					t.Fatalf("%s: the watch ended", what)
 				}
-				a, ok := e.Object.(*apiregv1.APIService)
-				if !ok {
-					continue
+				if !e.held && lost.IsZero() {
+					lost = e.at
+					t.Logf("%s: the APIService now says %s", what, e.desc)
 				}
-				if !held(a) && lost.IsZero() {
-					lost = time.Now()
-					t.Logf("%s: the APIService now says service %+v, caBundle ours %v", what, a.Spec.Service, bytes.Equal(a.Spec.CABundle, ca))
-				}
-				if held(a) && !lost.IsZero() {
-					return time.Since(lost)
+				if e.held && !lost.IsZero() {
+					return e.at.Sub(lost)
 				}
 			case <-timeout:
 				t.Fatalf("%s: not held again within 30 s (lost at %v)", what, lost)
