@@ -269,17 +269,16 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 	if !c.leading.Load() {
 		return nil
 	}
-	ca, err := c.ca()
-	if err != nil {
-		return err
-	}
+	// Without our CA (not read yet, or a file missing) the service reference is still asserted; the error
+	// retries and /readyz/apiservices shows it.
+	ca, caErr := c.ca()
 	cur := c.get(name)
 	d := Decide(cur, c.o.Service, ca)
 	if d.Update == nil {
 		if cur != nil {
-			return c.disown(ctx, cur)
+			return errors.Join(caErr, c.disown(ctx, cur))
 		}
-		return nil
+		return caErr
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -293,7 +292,7 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 	msg := fmt.Sprintf("promql-adapter claimed this APIService for Service %s: %s", c.o.Service, strings.Join(d.Changes, ", "))
 	klog.InfoS("claimed an APIService", "apiservice", name, "was", d.Reason, "changes", d.Changes)
 	c.rec.Event(up, corev1.EventTypeNormal, ReasonClaimed, msg)
-	return c.disown(ctx, up)
+	return errors.Join(caErr, c.disown(ctx, up))
 }
 
 // disown removes our entry from the APIService's managedFields: the fields we wrote stay, but no server-side apply

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -261,3 +262,26 @@ func leaseHeldBy(t *testing.T, kube *kubefake.Clientset, id string) {
 type countListener struct{ n atomic.Int32 }
 
 func (c *countListener) Enqueue() { c.n.Add(1) }
+
+// TestControllerWithoutCA: when our CA cannot be read (a mounted ca.crt missing), the service reference is still
+// claimed, the caBundle is left, and the check says why the APIService is not fully held.
+func TestControllerWithoutCA(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	agg := aggfake.NewClientset(apiSvc("keda", "keda-operator-metrics-apiserver", ptr.To[int32](443), "KEDA-CA", false))
+	o := fastOptions(extName)
+	o.CABundle = func() ([]byte, error) { return nil, errors.New("--apiservice-ca-file: no such file") }
+	o.Recorder = record.NewFakeRecorder(10)
+	c, err := New(kubefake.NewClientset(), agg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Run(ctx)
+	waitFor(t, "the service claimed without a CA", func() (bool, string) {
+		a, _ := agg.ApiregistrationV1().APIServices().Get(ctx, extName, metav1.GetOptions{})
+		return a.Spec.Service.Namespace == ours.Namespace && string(a.Spec.CABundle) == "KEDA-CA", a.Spec.Service.Namespace
+	})
+	if err := c.Check(nil); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("Check: %v", err)
+	}
+}
