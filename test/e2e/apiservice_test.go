@@ -205,6 +205,22 @@ func TestE2EAPIServiceBesideKEDA(t *testing.T) {
 		}
 		return len(state) == 0, strings.Join(state, "; ")
 	})
+	// KEDA's release was applied server-side (Helm 4's default), and the adapter keeps no field ownership: so the
+	// upgrades below cannot meet a conflict with it.
+	eventually(t, 10*time.Second, "no managedFields entry of promql-adapter, one applied by Helm", func() (bool, string) {
+		a, err := agg.ApiregistrationV1().APIServices().Get(ctx, externalAPIService, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		var managers []string
+		applied, ours := false, false
+		for _, m := range a.ManagedFields {
+			managers = append(managers, m.Manager+"/"+string(m.Operation))
+			applied = applied || m.Operation == metav1.ManagedFieldsOperationApply
+			ours = ours || m.Manager == "promql-adapter"
+		}
+		return applied && !ours, strings.Join(managers, ", ")
+	})
 	if _, err := kube.Discovery().RESTClient().Get().AbsPath("/apis/external.metrics.k8s.io/v1beta1").DoRaw(ctx); err != nil {
 		t.Fatalf("external metrics through the claimed APIService: %v", err)
 	}
