@@ -19,6 +19,7 @@ import (
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
@@ -329,6 +330,35 @@ func TestE2EAPIServiceBesideKEDA(t *testing.T) {
 			t.Errorf("%s after the GitOps apply: %v held %v", n, err, err == nil && held(a))
 		}
 	}
+
+	// The other order: KEDA's release installed while ours already runs. Uninstalled, the APIService is gone
+	// (never created by the adapter); installed again, it is claimed.
+	if _, err := runHelm(t, kc, "uninstall", "keda", "--namespace", "keda", "--wait"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the external APIService gone with KEDA's release", func() (bool, string) {
+		_, err := agg.ApiregistrationV1().APIServices().Get(ctx, externalAPIService, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	time.Sleep(time.Second)
+	if _, err := agg.ApiregistrationV1().APIServices().Get(ctx, externalAPIService, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the adapter created the APIService KEDA's release left: %v", err)
+	}
+	if r := adapterReadyz(t, port); !strings.Contains(r, "[-]apiservices failed") {
+		t.Errorf("/readyz?verbose without the APIService:\n%s", r)
+	}
+	installed := time.Now()
+	if _, err := runHelm(t, kc, "install", "keda", kedaChart, "--namespace", "keda"); err != nil {
+		t.Fatalf("KEDA's release after ours: %v", err)
+	}
+	eventually(t, 10*time.Second, "KEDA's new APIService claimed", func() (bool, string) {
+		a, err := agg.ApiregistrationV1().APIServices().Get(ctx, externalAPIService, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return held(a), fmt.Sprintf("service %+v", a.Spec.Service)
+	})
+	t.Logf("KEDA's release installed after ours: held %s after helm install started", time.Since(installed).Round(time.Millisecond))
 }
 
 // besideKEDAValues are our chart's values beside KEDA's release: the external APIService left to KEDA's chart
