@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -284,4 +285,43 @@ func TestControllerWithoutCA(t *testing.T) {
 	if err := c.Check(nil); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("Check: %v", err)
 	}
+}
+
+// TestControllerFailover: two replicas share one Lease; only the leader writes. When it stops (its Lease
+// released), the other takes over and puts back a rewrite made meanwhile.
+func TestControllerFailover(t *testing.T) {
+	agg := aggfake.NewClientset(apiSvc("keda", "keda-operator-metrics-apiserver", ptr.To[int32](443), "", false))
+	kube := kubefake.NewClientset()
+	start := func(id string) (*Controller, context.CancelFunc) {
+		o := fastOptions(extName)
+		o.Identity = id
+		o.CABundle = func() ([]byte, error) { return []byte("OUR-CA"), nil }
+		o.Recorder = record.NewFakeRecorder(10)
+		c, err := New(kube, agg, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { c.Run(ctx); close(done) }()
+		return c, func() { cancel(); <-done }
+	}
+	a, stopA := start("replica-a")
+	waitFor(t, "replica-a leads", func() (bool, string) { return a.Leading(), "no" })
+	b, stopB := start("replica-b")
+	defer stopB()
+	waitFor(t, "claimed", func() (bool, string) { return b.Check(nil) == nil, errStr(b.Check(nil)) })
+	if b.Leading() {
+		t.Fatal("two leaders")
+	}
+	stopA()
+	ext, _ := agg.ApiregistrationV1().APIServices().Get(context.Background(), extName, metav1.GetOptions{})
+	ext.Spec.Service.Namespace = "keda"
+	if _, err := agg.ApiregistrationV1().APIServices().Update(context.Background(), ext, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "replica-b leads and claims it again", func() (bool, string) {
+		x, _ := agg.ApiregistrationV1().APIServices().Get(context.Background(), extName, metav1.GetOptions{})
+		return b.Leading() && x.Spec.Service.Namespace == ours.Namespace, fmt.Sprintf("leading %v, %s", b.Leading(), x.Spec.Service.Namespace)
+	})
 }
