@@ -313,7 +313,7 @@ func (c *Controller) disown(ctx context.Context, a *apiregv1.APIService) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := c.agg.ApiregistrationV1().APIServices().Patch(ctx, a.Name, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
-		if apierrors.IsInvalid(err) || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			return nil // changed meanwhile: the next event reconciles again
 		}
 		return fmt.Errorf("drop our field ownership of APIService %s: %w", a.Name, err)

@@ -106,9 +106,10 @@ func TestControllerClaimsAndReasserts(t *testing.T) {
 		}
 		waitFor(t, "claimed again", held)
 	}
-	if h := c.Held(); !h[extName] || h["v1beta2.custom.metrics.k8s.io"] {
-		t.Errorf("Held: %v", h)
-	}
+	waitFor(t, "Held as the cache shows it", func() (bool, string) {
+		h := c.Held()
+		return h[extName] && !h["v1beta2.custom.metrics.k8s.io"], fmt.Sprint(h)
+	})
 }
 
 // TestControllerStandby: a replica that does not lead writes nothing, but its check reports what it sees.
