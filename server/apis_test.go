@@ -88,7 +88,7 @@ func TestServedAPIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := adapter.NewProvider(adapter.Options{Querier: nil, Metrics: adapter.NewMetrics(prometheus.NewRegistry())}, rules)
-	srv, err := newServer(o, nil, p, nil, rf, apis)
+	srv, err := newServer(o, nil, p, nil, rf, apis, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,8 @@ type Options struct {
 	ForwardCustom          []string
 	ForwardTimeout         time.Duration
 	ForwardRefreshInterval time.Duration
+	// APIService: the APIServices the leader claims and keeps ours, and the shared TLS Secret (server/apiservice.go).
+	APIService APIServiceOptions
 	// Authorizer, with --trust-loopback, decides instead of allowing every loopback client (tests; no flag).
 	Authorizer authorizer.Authorizer
 
@@ -129,6 +131,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.ClientBurst, "client-burst", o.ClientBurst, "kube-apiserver client burst")
 	o.addPrometheusAdapterFlags(fs)
 	o.addForwardFlags(fs)
+	o.addAPIServiceFlags(fs)
 	fs.StringSliceVar(&o.APIs, "apis", o.APIs,
 		"API groups to serve, any of custom (custom.metrics.k8s.io), external (external.metrics.k8s.io), resource (metrics.k8s.io, kubectl top); default custom,external plus resource when the rule file has resource rules. Discovery lists only these")
 	fs.DurationVar(&o.InformerSyncTimeout, "informer-sync-timeout", o.InformerSyncTimeout,
@@ -168,7 +171,7 @@ func (o *Options) Validate() error {
 	if o.APIs != nil {
 		errs = append(errs, validateAPIs(o.APIs))
 	}
-	errs = append(errs, o.validateForward())
+	errs = append(errs, o.validateForward(), o.validateAPIService())
 	return errors.Join(errs...)
 }
 

@@ -139,7 +139,11 @@ func Run(ctx context.Context, o *Options) error {
 		go rf.watch(ctx, o.RulesReloadInterval)
 	}
 
-	srv, err := newServer(o, kubeConfig, p, objects, rf, apis)
+	cl, err := newClaim(o, kubeConfig)
+	if err != nil {
+		return err
+	}
+	srv, err := newServer(o, kubeConfig, p, objects, rf, apis, cl)
 	if err != nil {
 		return err
 	}
@@ -148,6 +152,7 @@ func Run(ctx context.Context, o *Options) error {
 			return err
 		}
 	}
+	cl.run(ctx)
 	klog.InfoS("serving", "apis", apis.String(), "rules", o.RulesFile, "metrics", len(rules.Metrics), "discoveryRules", len(rules.Templates), "prometheus", o.PrometheusURL, "trustLoopback", o.TrustLoopback)
 	return srv.GenericAPIServer.PrepareRun().RunWithContext(ctx)
 }
@@ -190,7 +195,7 @@ func clientConfig(kubeconfig string) (*rest.Config, error) {
 
 // newServer builds the generic API server the way custom-metrics-apiserver's AdapterBase does,
 // except that --trust-loopback replaces delegated authentication and authorization.
-func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects adapter.Objects, rf *ruleFile, apis servedAPIs) (*apiserver.CustomMetricsAdapterServer, error) {
+func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects adapter.Objects, rf *ruleFile, apis servedAPIs, cl *claim) (*apiserver.CustomMetricsAdapterServer, error) {
 	so := o.Server
 	if err := so.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
 		return nil, fmt.Errorf("self-signed serving certificate: %w", err)
@@ -205,6 +210,7 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects
 	if err := so.SecureServing.ApplyTo(&cfg.SecureServing, &cfg.LoopbackClientConfig); err != nil {
 		return nil, err
 	}
+	cl.install(cfg) // --tls-secret: serve the shared Secret's certificate
 	if o.TrustLoopback {
 		cfg.Authentication.Authenticator = loopbackAuthenticator{}
 		cfg.Authorization.Authorizer = authorizerfactory.NewAlwaysAllowAuthorizer()
@@ -277,6 +283,9 @@ func newServer(o *Options, kubeConfig *rest.Config, p *adapter.Provider, objects
 		})); err != nil {
 			return nil, err
 		}
+	}
+	if err := cl.addCheck(srv.GenericAPIServer); err != nil {
+		return nil, err
 	}
 	srv.GenericAPIServer.Handler.NonGoRestfulMux.Handle("/readyz/rules", rf)
 	return srv, nil

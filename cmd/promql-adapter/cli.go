@@ -34,6 +34,7 @@ var groups = []help.Group{
 		"prometheus-insecure-skip-tls-verify", "prometheus-header", "prometheus-timeout", "prometheus-compression"}},
 	{Title: "Kubernetes", Names: []string{"lister-kubeconfig", "client-qps", "client-burst", "informer-sync-timeout"}},
 	{Title: "Serving", Names: []string{"apis", "trust-loopback", "response-compression", "secure-port", "bind-address", "cert-dir", "tls-cert-file", "tls-private-key-file"}},
+	{Title: "APIServices and serving certificate kept by the leader (beside KEDA's chart, GitOps)", Names: server.APIServiceFlagNames},
 	{Title: "Forwarding, beside KEDA or another adapter", Names: []string{"forward-external", "forward-custom", "forward-timeout", "forward-refresh-interval"}},
 	{Title: "prometheus-adapter's flags, accepted as they are", Names: server.PrometheusAdapterFlagNames},
 }

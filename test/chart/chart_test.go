@@ -110,7 +110,7 @@ func TestTemplateContents(t *testing.T) {
 	for _, s := range []string{
 		"name: v1beta2.custom.metrics.k8s.io", "name: v1beta1.custom.metrics.k8s.io", "name: v1beta1.external.metrics.k8s.io",
 		"kind: PodDisruptionBudget", "kind: NetworkPolicy", "replicas: 2", "runAsUser: 65532", "readOnlyRootFilesystem: true",
-		"startupProbe:", "topologySpreadConstraints:", "podAntiAffinity:", "type: kubernetes.io/tls",
+		"startupProbe:", "topologySpreadConstraints:", "podAntiAffinity:",
 	} {
 		if !strings.Contains(def, s) {
 			t.Errorf("defaults lack %q", s)
@@ -121,9 +121,40 @@ func TestTemplateContents(t *testing.T) {
 			t.Errorf("defaults hold %q", strings.TrimSpace(s))
 		}
 	}
-	// The generated CA is the APIServices' caBundle and signed the serving certificate.
-	ca := regexp.MustCompile(`(?m)^  ca\.crt: (\S+)$`).FindStringSubmatch(def)
-	bundle := regexp.MustCompile(`(?m)^  caBundle: "(\S+)"$`).FindAllStringSubmatch(def, -1)
+	// tls.mode controller (the default): no certificate, no caBundle, nothing random; the adapter keeps its
+	// Secret and claims the APIServices, with RBAC limited to their names.
+	for _, s := range []string{"--tls-secret=custom-metrics/promql-adapter-tls", "--apiservice=v1beta1.external.metrics.k8s.io",
+		"--apiservice-service=custom-metrics/promql-adapter:443", "resourceNames: [promql-adapter-tls]", `path: "/readyz?exclude=apiservices"`,
+		"  - v1beta2.custom.metrics.k8s.io\n  - v1beta1.custom.metrics.k8s.io\n  - v1beta1.external.metrics.k8s.io\n  verbs: [get, list, watch, update, patch]"} {
+		if !strings.Contains(def, s) {
+			t.Errorf("defaults (tls.mode controller) lack %q", s)
+		}
+	}
+	for _, s := range []string{"caBundle:", "kind: Secret", "--tls-cert-file"} {
+		if strings.Contains(def, s) {
+			t.Errorf("defaults (tls.mode controller) hold %q", s)
+		}
+	}
+	if again := Render(t, "../../testdata/chart/defaults.yaml"); again != def {
+		t.Error("tls.mode controller: two renders differ")
+	}
+	// Beside KEDA's chart: the external APIService is not templated, but still claimed.
+	beside := Render(t, "../../testdata/chart/defaults.yaml", "--set", "apiService.ownedElsewhere={v1beta1.external.metrics.k8s.io}")
+	if strings.Contains(beside, "name: v1beta1.external.metrics.k8s.io") || !strings.Contains(beside, "--apiservice=v1beta1.external.metrics.k8s.io") {
+		t.Error("apiService.ownedElsewhere: the external APIService is templated, or not claimed")
+	}
+	if _, err := helm(t, "template", "x", chartDir, "--set", "apiService.controller=false"); err == nil || !strings.Contains(err.Error(), "need apiService.controller: true") {
+		t.Errorf("tls.mode controller without the controller: %v", err)
+	}
+
+	// tls.mode generate: the generated CA is the APIServices' caBundle and signed the serving certificate, and the
+	// controller asserts it from the mounted Secret.
+	gen := Render(t, "../../testdata/chart/defaults.yaml", "--set", "tls.mode=generate")
+	if !strings.Contains(gen, "type: kubernetes.io/tls") || !strings.Contains(gen, "--apiservice-ca-file=/etc/promql-adapter/tls/ca.crt") {
+		t.Error("tls.mode generate lacks its Secret or --apiservice-ca-file")
+	}
+	ca := regexp.MustCompile(`(?m)^  ca\.crt: (\S+)$`).FindStringSubmatch(gen)
+	bundle := regexp.MustCompile(`(?m)^  caBundle: "(\S+)"$`).FindAllStringSubmatch(gen, -1)
 	if ca == nil || len(bundle) != 3 || bundle[0][1] != ca[1] {
 		t.Errorf("caBundle is not the generated CA (ca %v, %d bundles)", ca != nil, len(bundle))
 	}
@@ -256,7 +287,11 @@ func TestMountedSecretsHoldNoCAKey(t *testing.T) {
 				secrets = map[string]map[string]any{} // name -> data
 				mounted = map[string]bool{}
 			)
-			for _, doc := range strings.Split(Render(t, filepath.Join("../../testdata/chart", v+".yaml")), "\n---") {
+			var extra []string
+			if v != "certmanager-wake" {
+				extra = []string{"--set", "tls.mode=generate"} // the chart's generated certificates
+			}
+			for _, doc := range strings.Split(Render(t, filepath.Join("../../testdata/chart", v+".yaml"), extra...), "\n---") {
 				var obj struct {
 					Kind     string                `json:"kind"`
 					Metadata struct{ Name string } `json:"metadata"`

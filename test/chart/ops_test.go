@@ -70,7 +70,7 @@ func TestOperatorHooks(t *testing.T) {
 	}{
 		{
 			name: "metrics", priority: "system-cluster-critical", tier: "metrics", note: "adapter",
-			env: []string{"HTTPS_PROXY"}, volumes: []string{"rules", "tls", "tmp", "extra-ca"}, mounts: []string{"rules", "tls", "tmp", "extra-ca"},
+			env: []string{"HTTPS_PROXY"}, volumes: []string{"rules", "tmp", "extra-ca"}, mounts: []string{"rules", "tmp", "extra-ca"}, // tls.mode controller: the certificate is read from its Secret through the API
 			hostNetwork: true,
 			check: func(t *testing.T, spec map[string]any) {
 				// The raw nodeAffinity, and the chart's soft anti-affinity still added.

@@ -163,6 +163,7 @@ var foreignFlags = map[string]string{
 	"--health-probe-bind-address":    "KEDA",
 	"--port":                         "KEDA's metrics server",
 	"--no-wait":                      "make demo",
+	"--enable-apiservice-patching":   "KEDA",
 	"--set":                          "helm",
 	"--plain-http":                   "helm",
 	"--reuse-values":                 "helm",

@@ -19,7 +19,7 @@ const (
 	caKey     = caRelease + "-ca-key"
 )
 
-// chartSecrets renders the chart with generated certificates (tls.mode generate, the default) with
+// chartSecrets renders the chart with generated certificates (tls.mode generate) with
 // `helm template --dry-run=server`, so its lookups read the shared cluster's Secrets in namespace,
 // and returns the rendered Secrets by name: data key -> base64 value.
 func chartSecrets(t *testing.T, namespace string) map[string]map[string]string {
@@ -27,7 +27,7 @@ func chartSecrets(t *testing.T, namespace string) map[string]map[string]string {
 	// A release of its own, without APIServices, so Helm finds no object of the shared stack's in its way.
 	cmd := exec.Command(helmBin(t), "--kubeconfig", st.Cluster.AdminKubeconfig(), "template", caRelease,
 		filepath.Join(root, "charts/promql-adapter"), "--namespace", namespace, "--dry-run=server",
-		"-f", filepath.Join(root, "testdata/chart/defaults.yaml"), "--set", "apis.custom=false,apis.external=false")
+		"-f", filepath.Join(root, "testdata/chart/defaults.yaml"), "--set", "apis.custom=false,apis.external=false,tls.mode=generate")
 	home := t.TempDir()
 	cmd.Env = append(cmd.Environ(), "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config", "HELM_DATA_HOME="+home+"/data")
 	var out, errOut bytes.Buffer

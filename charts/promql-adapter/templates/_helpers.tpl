@@ -193,7 +193,10 @@ wakeCert, wakeKey (PEM).
 {{- if not (hasKey .Values "__certs") -}}
 {{- $fullname := include "promql-adapter.fullname" . -}}
 {{- $ns := .Release.Namespace -}}
-{{- $existing := lookup "v1" "Secret" $ns (include "promql-adapter.tlsSecretName" .) -}}
+{{- $existing := dict -}}
+{{- if ne .Values.tls.mode "controller" -}}{{/* controller: the adapter's CA stays the adapter's; promql-wake gets a CA of its own */}}
+{{- $existing = lookup "v1" "Secret" $ns (include "promql-adapter.tlsSecretName" .) -}}
+{{- end -}}
 {{- $existingWake := lookup "v1" "Secret" $ns (include "promql-adapter.wakeTLSSecretName" .) -}}
 {{- $existingCA := lookup "v1" "Secret" $ns (include "promql-adapter.caKeySecretName" .) -}}
 {{- $tls := $existing.data | default dict -}}
@@ -259,6 +262,35 @@ wakeCert, wakeKey (PEM).
 {{- toYaml (dict "items" $l) -}}
 {{- end -}}
 
+{{/* promql-adapter.templatedAPIServices: the APIServices this chart templates, as {items: [...]}: those of
+apis.* less apiService.ownedElsewhere (another release templates them; the controller claims them). */}}
+{{- define "promql-adapter.templatedAPIServices" -}}
+{{- $l := list -}}
+{{- range (include "promql-adapter.apiServices" . | fromYaml).items -}}
+{{- if not (has (printf "%s.%s" .version .group) $.Values.apiService.ownedElsewhere) -}}
+{{- $l = append $l . -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "items" $l) -}}
+{{- end -}}
+
+{{/* promql-adapter.claimedNames: the names of the APIServices the controller claims (all of apis.*), one a line. */}}
+{{- define "promql-adapter.claimedNames" -}}
+{{- range (include "promql-adapter.apiServices" . | fromYaml).items }}
+{{ printf "%s.%s" .version .group }}
+{{- end -}}
+{{- end -}}
+
+{{/* promql-adapter.controller: "true" when the adapter runs the APIService controller. */}}
+{{- define "promql-adapter.controller" -}}
+{{- if or .Values.apiService.controller (eq .Values.tls.mode "controller") .Values.apiService.ownedElsewhere -}}
+{{- if not .Values.apiService.controller -}}
+{{- fail "tls.mode controller and apiService.ownedElsewhere need apiService.controller: true (the adapter writes the caBundle and claims the APIServices)" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* The --apis flag: only when the set differs from the adapter's default (custom, external). */}}
 {{- define "promql-adapter.apisFlag" -}}
 {{- $a := list -}}
@@ -295,7 +327,7 @@ spec:
   versionPriority: {{ .api.versionPriority }}
   {{- if $root.Values.apiService.insecureSkipTLSVerify }}
   insecureSkipTLSVerify: true
-  {{- else if ne $root.Values.tls.mode "certManager" }}
+  {{- else if not (has $root.Values.tls.mode (list "certManager" "controller")) }}
   caBundle: {{ include "promql-adapter.caBundle" $root | quote }}
   {{- end }}
 {{- end -}}
