@@ -199,3 +199,49 @@ func TestFuzzScriptFailsWithoutFuzzing(t *testing.T) {
 		})
 	}
 }
+
+// TestCIRunRunsBothTiers: .ci/run runs make test and then make test-peers, the second even when the first failed,
+// names each tier with its time and result, and fails if either failed; a stand-in make fails the tiers named in
+// FAIL_TIERS.
+func TestCIRunRunsBothTiers(t *testing.T) {
+	script, err := filepath.Abs("../.ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		fail     string
+		pass     bool
+		wantLine []string
+	}{
+		{"", true, []string{"make test ", "passed", "make test-peers ", "both tiers passed"}},
+		{"test", false, []string{"make test ", "FAILED (exit 2)", "make test-peers ", "passed", "failed: make test"}},
+		{"test-peers", false, []string{"make test-peers ", "FAILED (exit 2)", "failed: make test-peers"}},
+	} {
+		t.Run("fail="+tc.fail, func(t *testing.T) {
+			bin := t.TempDir()
+			ran := filepath.Join(bin, "ran")
+			stub := "#!/bin/sh\necho \"$1\" >> " + ran + "\nfor f in $FAIL_TIERS; do [ \"$f\" = \"$1\" ] && exit 2; done\nexit 0\n"
+			if err := os.WriteFile(filepath.Join(bin, "make"), []byte(stub), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("bash", script)
+			cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "FAIL_TIERS="+tc.fail)
+			out, err := cmd.CombinedOutput()
+			if (err == nil) != tc.pass {
+				t.Errorf(".ci/run passed=%v, want %v:\n%s", err == nil, tc.pass, out)
+			}
+			if got, _ := os.ReadFile(ran); string(got) != "test\ntest-peers\n" {
+				t.Errorf(".ci/run ran make with %q, want test then test-peers", got)
+			}
+			_, summary, _ := strings.Cut(string(out), "== .ci/run: tiers")
+			rest := summary
+			for _, w := range tc.wantLine {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf(".ci/run's summary lacks %q after the previous lines:\n%s", w, summary)
+				}
+				rest = rest[i+len(w):]
+			}
+		})
+	}
+}
