@@ -105,16 +105,19 @@ e2e: cluster-bins helm
 ## metrics server, hack/keda), on their own stack. E2E_PEERS_RUN picks them out of the package (make test ran the
 ## rest); hack/gotest.sh fails if none ran or one skipped, and a KEDA test without KEDA's binaries fails.
 E2E_PEERS_RUN := ^TestE2EKeda
+E2E_PEERS_LOG ?= $(CACHE)/test-logs/e2e-peers.log
 e2e-peers: cluster-bins keda
-	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) GOTEST_LOG=$(CACHE)/test-logs/e2e-peers.log \
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) GOTEST_LOG=$(E2E_PEERS_LOG) \
 		bash hack/gotest.sh -tags e2e,peers -count=1 -timeout 30m -run '$(E2E_PEERS_RUN)' ./test/e2e/
 
-## e2e-versions: make e2e against each supported Kubernetes minor (K8S_VERSIONS), each control plane built once
-## into $(CACHE)/cluster/k8s-<version>/; every version runs even if one fails, and the summary names the failed ones.
+## e2e-versions: make e2e and make e2e-peers (KEDA) against each supported Kubernetes minor (K8S_VERSIONS), each control
+## plane built once into $(CACHE)/cluster/k8s-<version>/; every version runs even if one fails, and the summary names the
+## failed ones. Outside CI and both tiers.
 K8S_VERSIONS ?= v1.35.4 v1.36.3 v1.37.2
 e2e-versions:
-	@failed=; for v in $(K8S_VERSIONS); do echo "== make e2e K8S_VERSION=$$v"; \
-		$(MAKE) e2e K8S_VERSION=$$v E2E_LOG=$(CACHE)/test-logs/e2e-$$v.log || failed="$$failed $$v"; done; \
+	@failed=; for v in $(K8S_VERSIONS); do echo "== make e2e e2e-peers K8S_VERSION=$$v"; \
+		$(MAKE) -k e2e e2e-peers K8S_VERSION=$$v E2E_LOG=$(CACHE)/test-logs/e2e-$$v.log \
+			E2E_PEERS_LOG=$(CACHE)/test-logs/e2e-peers-$$v.log || failed="$$failed $$v"; done; \
 		if [ -n "$$failed" ]; then echo "e2e failed on:$$failed"; exit 1; fi; echo "e2e passed on $(K8S_VERSIONS)"
 
 ## bench: the adapter's own cost per request (Go benchmarks, no Prometheus), then its latency next to
