@@ -5,8 +5,8 @@ CACHE       ?= $(CURDIR)/.cache
 K8S_VERSION ?= v1.37.2
 CLUSTER_BIN := $(CACHE)/cluster/k8s-$(K8S_VERSION)/bin
 GO_PKGS     := ./...
-# hack/image's test gzips the image's layers (~150 MB): under -race that alone outlasts go test's 10 minutes, so
-# it runs in make unit without -race, and the rest with it.
+# hack/image's tests build the image (make image-test, in make test-peers): under -race gzipping its layers (~150 MB)
+# alone outlasts go test's 10 minutes, and its -trimpath, CGO_ENABLED=0 build shares no compile with make test's.
 RACE_PKGS    = $(shell go list ./... | grep -v '/hack/image$$')
 E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/) $(wildcard ./test/benchresource/) $(wildcard ./test/bench/)
 FUZZTIME    ?= 20s
@@ -45,8 +45,8 @@ chart-test: helm
 	PROMQL_ADAPTER_HELM=$(HELM) go test -count=1 -timeout 30m ./test/chart/
 
 ## image-test: the image built twice (same digest), both platforms, config, labels, the binaries' --version from the
-## layer; make test-peers runs it. make test runs the same checks for this machine's platform only (TestImageHost):
-## the arm64 cross-compile is long cold.
+## layer; make test-peers runs it. Not in make test: its static binaries (-trimpath, CGO_ENABLED=0) compile every
+## dependency again, for each platform.
 image-test:
 	GOTEST_LOG=$(CACHE)/test-logs/image-test.log bash hack/gotest.sh -tags install -count=1 -timeout 120m -run '^TestImage$$' ./hack/image/
 
@@ -56,7 +56,7 @@ deploy-render: helm
 
 ## test: the first tier, the one to run before a change: installs what it needs (Debian packages; the control plane and
 ## Helm built from Go modules, once), then lint, unit and integration tests (real Prometheus; the fuzz targets run
-## their seed corpora there), end-to-end (real control plane, Helm). No KEDA, no arm64 image, no fuzzing past the seeds.
+## their seed corpora there), end-to-end (real control plane, Helm). No KEDA, no image build, no fuzzing past the seeds.
 test: deps lint unit e2e
 
 ## test-peers: the second tier (.ci/run runs it after make test): the peers built from source and the long runs.
@@ -82,7 +82,6 @@ lint:
 
 unit: helm
 	PROMQL_ADAPTER_HELM=$(HELM) GOTEST_LOG=$(CACHE)/test-logs/unit.log bash hack/gotest.sh -race -count=1 $(RACE_PKGS)
-	GOTEST_LOG=$(CACHE)/test-logs/image.log bash hack/gotest.sh -count=1 -timeout 20m ./hack/image/
 
 ## fuzz (make test-peers, PEERS_FUZZTIME each; alone FUZZTIME each): label values from requests never change a query's structure; hostile requests to both rule formats
 ## (FuzzProvider) get 400 or an unchanged query. hack/fuzz.sh repeats a run that ends in go1.26's coordinator race

@@ -44,7 +44,7 @@ func testLines(out string) []string {
 	return lines
 }
 
-// TestTiers: make test is the light tier (no KEDA, no arm64 image, no fuzzing past the seeds) and make test-peers
+// TestTiers: make test is the light tier (no KEDA, no image build, no fuzzing past the seeds) and make test-peers
 // the heavy one; every test command of both goes through a script that fails when it ran no test, and
 // make test-peers' e2e -run picks exactly the e2e tests of the files with the build tag peers.
 func TestTiers(t *testing.T) {
@@ -55,9 +55,10 @@ func TestTiers(t *testing.T) {
 		not       []string
 	}{
 		{"test", light,
-			[]string{"go vet -tags e2e,peers,install ./...", "hack/gotest.sh -race", "hack/gotest.sh -count=1 -timeout 20m ./hack/image/",
-				"PROMQL_ADAPTER_CLUSTER_BIN=", "PROMQL_ADAPTER_HELM=", "hack/gotest.sh -tags e2e -count=1", "./test/e2e/"},
-			[]string{"hack/keda/build.sh", "PROMQL_ADAPTER_KEDA_BIN", "hack/gotest.sh -tags e2e,peers", "-tags install", "hack/fuzz.sh", "-fuzz"}},
+			[]string{"go vet -tags e2e,peers,install ./...", "hack/gotest.sh -race", "PROMQL_ADAPTER_CLUSTER_BIN=", "PROMQL_ADAPTER_HELM=",
+				"hack/gotest.sh -tags e2e -count=1", "./test/e2e/"},
+			[]string{"hack/keda/build.sh", "PROMQL_ADAPTER_KEDA_BIN", "hack/gotest.sh -tags e2e,peers", "-tags install", "hack/image",
+				"hack/fuzz.sh", "-fuzz"}},
 		{"test-peers", heavy,
 			[]string{"hack/keda/build.sh", "PROMQL_ADAPTER_KEDA_BIN=", "hack/gotest.sh -tags e2e,peers", "-run '^TestE2EKeda",
 				"hack/gotest.sh -tags install -count=1 -timeout 120m -run '^TestImage$' ./hack/image/",

@@ -18,9 +18,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
 
-// TestImageHost is make test's form of make image-test: the image for this machine's platform only
-// (the cross-compiled one is make image-test's, whose cold build is long), built twice: the same
-// digest; user 65532, entrypoint and labels; the binaries from the layer print the version baked in.
+// TestImageHost is TestImage (make image-test, in make test-peers) for this machine's platform only, to run
+// alone while working on the image (no arm64 cross-compile), built twice: the same digest; user 65532,
+// entrypoint and labels; the binaries from the layer print the version baked in.
 func TestImageHost(t *testing.T) {
 	checkImage(t, []v1.Platform{{OS: "linux", Architecture: runtime.GOARCH}})
 }
