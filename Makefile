@@ -1,14 +1,17 @@
-# promql-adapter. The two commands a newcomer needs: `make demo` and `make test`.
+# promql-adapter. The two commands a newcomer needs: `make demo` and `make test`. docs/development.md describes the
+# targets and the two test tiers (make test, make test-peers) with what each costs.
 SHELL := /bin/bash
 CACHE       ?= $(CURDIR)/.cache
 K8S_VERSION ?= v1.37.2
 CLUSTER_BIN := $(CACHE)/cluster/k8s-$(K8S_VERSION)/bin
 GO_PKGS     := ./...
-# hack/image's test gzips the image's layers (~150 MB): under -race that alone outlasts go test's 10 minutes, so
-# it runs in make unit without -race, and the rest with it.
+# hack/image's tests build the image: under -race gzipping its layers (~150 MB) alone outlasts go test's 10 minutes, so
+# make unit runs them without -race, for this machine's platform (its static build is the one test/release's make
+# release compiles too); make image-test (in make test-peers) builds both platforms.
 RACE_PKGS    = $(shell go list ./... | grep -v '/hack/image$$')
 E2E_PKGS    := ./internal/localcluster/ $(wildcard ./test/e2e/) $(wildcard ./test/release/) $(wildcard ./test/benchresource/) $(wildcard ./test/bench/)
 FUZZTIME    ?= 20s
+PEERS_FUZZTIME ?= 2m
 export GOFLAGS := -buildvcs=false
 HELM_VERSION := v4.3.2
 HELM        := $(CACHE)/helm/$(HELM_VERSION)/helm
@@ -20,7 +23,7 @@ LDFLAGS     := -X github.com/promql-adapter/promql-adapter/version.Version=$(VER
 IMAGE_DIR   := bin/image
 
 .PHONY: release release-build
-.PHONY: all build test deps cluster-bins lint unit fuzz e2e e2e-versions bench bench-wake bench-activator bench-scale bench-resource soak demo clean helm keda image chart-test image-test deploy-render
+.PHONY: all build test test-peers e2e-peers deps cluster-bins lint unit fuzz e2e e2e-versions bench bench-wake bench-activator bench-scale bench-resource soak demo clean helm keda image chart-test image-test deploy-render
 
 all: build
 
@@ -58,16 +61,25 @@ chart-test: helm
 	PROMQL_ADAPTER_HELM=$(HELM) go test -count=1 -timeout 30m ./test/chart/
 
 ## image-test: the image built twice (same digest), both platforms, config, labels, the CA bundle, the binaries' --version
-## from the layer. make test runs the same checks for this machine's platform only (TestImageHost): the arm64 cross-compile is long cold.
+## from the layer; make test-peers runs it. Not in make test: its static binaries (-trimpath, CGO_ENABLED=0) compile every
+## dependency again, for each platform.
 image-test:
-	PROMQL_ADAPTER_DEB_CACHE=$(CACHE)/debs go test -tags install -count=1 -timeout 120m -v -run TestImage ./hack/image/
+	PROMQL_ADAPTER_DEB_CACHE=$(CACHE)/debs GOTEST_LOG=$(CACHE)/test-logs/image-test.log bash hack/gotest.sh -tags install -count=1 -timeout 120m -run '^TestImage$$' ./hack/image/
 
 ## deploy-render: deploy/ re-rendered from the chart (hack/helm/deploy-values.yaml); deploy/namespace.yaml, kustomization.yaml, certs.sh and local/ stay as written.
 deploy-render: helm
 	bash hack/helm/render-deploy.sh $(HELM) deploy
 
-## test: installs what it needs (Debian packages; the control plane and Helm built from Go modules, once), then lint, unit and integration tests (real Prometheus), fuzzing, end-to-end (real control plane).
-test: deps lint unit fuzz e2e
+## test: the first tier, the one to run before a change: installs what it needs (Debian packages; the control plane and
+## Helm built from Go modules, once), then lint, unit and integration tests (real Prometheus; the fuzz targets run
+## their seed corpora there), end-to-end (real control plane, Helm). No KEDA, no image build, no fuzzing past the seeds.
+test: deps lint unit e2e
+
+## test-peers: the second tier (.ci/run runs it after make test): the peers built from source and the long runs.
+## The e2e tests that need KEDA (build tag peers), the full multi-arch image (make image-test), and fuzzing for
+## PEERS_FUZZTIME per target. KEDA's binaries are built once into $(CACHE)/keda (cold: long).
+test-peers: FUZZTIME = $(PEERS_FUZZTIME)
+test-peers: deps e2e-peers image-test fuzz
 
 ## deps: Debian's prometheus, prometheus-alertmanager and victoria-metrics, when missing.
 deps:
@@ -77,16 +89,18 @@ deps:
 cluster-bins:
 	K8S_VERSION=$(K8S_VERSION:v%=%) bash hack/cluster/build.sh $(CACHE)/cluster
 
+## lint: gofmt, then go vet once over every file of every package: no file is excluded by the tags e2e, peers or
+## install (none says !e2e), so one pass with all three covers what go vet and go vet -tags e2e covered in two.
+VET_TAGS := e2e,peers,install
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	go vet $(GO_PKGS)
-	go vet -tags e2e $(GO_PKGS)
+	go vet -tags $(VET_TAGS) $(GO_PKGS)
 
 unit: helm
 	PROMQL_ADAPTER_HELM=$(HELM) GOTEST_LOG=$(CACHE)/test-logs/unit.log bash hack/gotest.sh -race -count=1 $(RACE_PKGS)
 	PROMQL_ADAPTER_DEB_CACHE=$(CACHE)/debs GOTEST_LOG=$(CACHE)/test-logs/image.log bash hack/gotest.sh -count=1 -timeout 20m ./hack/image/
 
-## fuzz: label values from requests never change a query's structure; hostile requests to both rule formats
+## fuzz (make test-peers, PEERS_FUZZTIME each; alone FUZZTIME each): label values from requests never change a query's structure; hostile requests to both rule formats
 ## (FuzzProvider) get 400 or an unchanged query. hack/fuzz.sh repeats a run that ends in go1.26's coordinator race
 ## (a bare "context deadline exceeded" with no failing input, golang/go#75804) and fails on any real finding.
 fuzz:
@@ -97,17 +111,29 @@ fuzz:
 
 ## e2e: one package at a time (-p 1): the bench packages' short forms put 20 clients of load on their own control
 ## planes, and on 2 cores that load would otherwise run beside the timing-sensitive e2e tests.
+## Without the tag peers, so KEDA's tests are not even compiled and KEDA is neither built nor started.
 E2E_LOG ?= $(CACHE)/test-logs/e2e.log
-e2e: cluster-bins helm keda
-	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_HELM=$(HELM) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) GOTEST_LOG=$(E2E_LOG) \
+e2e: cluster-bins helm
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_HELM=$(HELM) GOTEST_LOG=$(E2E_LOG) \
 		bash hack/gotest.sh -tags e2e -count=1 -p 1 -timeout 30m $(E2E_PKGS)
 
-## e2e-versions: make e2e against each supported Kubernetes minor (K8S_VERSIONS), each control plane built once
-## into $(CACHE)/cluster/k8s-<version>/; every version runs even if one fails, and the summary names the failed ones.
+## e2e-peers: the e2e tests that need a peer built from source (files with the build tag peers: KEDA's operator and
+## metrics server, hack/keda), on their own stack. E2E_PEERS_RUN picks them out of the package (make test ran the
+## rest); hack/gotest.sh fails if none ran or one skipped, and a KEDA test without KEDA's binaries fails.
+E2E_PEERS_RUN := ^TestE2EKeda
+E2E_PEERS_LOG ?= $(CACHE)/test-logs/e2e-peers.log
+e2e-peers: cluster-bins keda
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) GOTEST_LOG=$(E2E_PEERS_LOG) \
+		bash hack/gotest.sh -tags e2e,peers -count=1 -timeout 30m -run '$(E2E_PEERS_RUN)' ./test/e2e/
+
+## e2e-versions: make e2e and make e2e-peers (KEDA) against each supported Kubernetes minor (K8S_VERSIONS), each control
+## plane built once into $(CACHE)/cluster/k8s-<version>/; every version runs even if one fails, and the summary names the
+## failed ones. Outside CI and both tiers.
 K8S_VERSIONS ?= v1.35.4 v1.36.3 v1.37.2
 e2e-versions:
-	@failed=; for v in $(K8S_VERSIONS); do echo "== make e2e K8S_VERSION=$$v"; \
-		$(MAKE) e2e K8S_VERSION=$$v E2E_LOG=$(CACHE)/test-logs/e2e-$$v.log || failed="$$failed $$v"; done; \
+	@failed=; for v in $(K8S_VERSIONS); do echo "== make e2e e2e-peers K8S_VERSION=$$v"; \
+		$(MAKE) -k e2e e2e-peers K8S_VERSION=$$v E2E_LOG=$(CACHE)/test-logs/e2e-$$v.log \
+			E2E_PEERS_LOG=$(CACHE)/test-logs/e2e-peers-$$v.log || failed="$$failed $$v"; done; \
 		if [ -n "$$failed" ]; then echo "e2e failed on:$$failed"; exit 1; fi; echo "e2e passed on $(K8S_VERSIONS)"
 
 ## bench: the adapter's own cost per request (Go benchmarks, no Prometheus), then its latency next to
@@ -120,7 +146,7 @@ bench: deps
 ## a real KEDA (pollingInterval 30 s and 1 s) and promql-wake, 30 trials (PROMQL_ADAPTER_WAKE_RACE_N) and idle → zero
 ## on the defaults (about 25 minutes); KEDA's metric through promql-adapter vs straight from KEDA, 200 GETs each.
 bench-wake: deps cluster-bins keda
-	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) go test -tags e2e ./test/e2e/ -run '^$$' \
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) go test -tags e2e,peers ./test/e2e/ -run '^$$' \
 		-bench 'WakeLatency|WakeRace|KedaForwardLatency' -benchtime 1x -count 1 -timeout 90m
 
 ## bench-activator: on the local control plane with the Node.js pod on its podnet address: cold start (arrival →

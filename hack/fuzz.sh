@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes one target for a while; a real finding fails, go1.26's coordinator race does not.
+# Fuzzes one target for a while; a real finding fails, go1.26's coordinator race does not, and so does a run that
+# fuzzed nothing (a TARGET the package lacks).
 #
 #   hack/fuzz.sh PKG TARGET FUZZTIME
 #
@@ -13,6 +14,11 @@ for attempt in 1 2 3; do
 	rc=$?
 	printf '%s\n' "$out"
 	if [[ $rc == 0 ]]; then
+		# go test passes when -fuzz names no target ("no fuzz tests to fuzz"): that fuzzed nothing.
+		if ! grep -q '^fuzz: elapsed: ' <<<"$out"; then
+			echo "[fuzz.sh] $pkg $target: no fuzz target ran (is ^${target}\$ a Fuzz function of $pkg?)"
+			exit 1
+		fi
 		exit 0
 	fi
 	if grep -q 'Failing input written to' <<<"$out" || ! grep -q '^    context deadline exceeded$' <<<"$out"; then

@@ -47,6 +47,14 @@ var (
 	worker = loadsim.Target{Namespace: ns, Deployment: "worker", Service: "worker", Capacity: 0.001, MatchLabels: map[string]string{"app": "worker"}}
 )
 
+// The peers tier (make test-peers) builds this package with the tag peers, which adds the tests that need a peer
+// built from source (KEDA); their files register the load simulator's Deployments they use and how to stop the
+// peer they started. make test builds without the tag: these stay empty and no peer is built or started.
+var (
+	peerTargets []loadsim.Target
+	peerStops   = map[string]func() (addrs []string, err error){}
+)
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -73,7 +81,7 @@ func run(m *testing.M) int {
 		RepoRoot:        root,
 		BinDir:          binDir,
 		RulesFile:       filepath.Join(root, "testdata/rules/e2e.yaml"),
-		Targets:         append([]loadsim.Target{web, api, worker, sleepy, pushy, office, alerty, queueTarget("quiet"), legacy, benchPush, benchSignal, selfzero, hot, haIdle, haPush, leaderPush}, kedaTargets...),
+		Targets:         append([]loadsim.Target{web, api, worker, sleepy, pushy, office, alerty, queueTarget("quiet"), legacy, benchPush, benchSignal, selfzero, hot, haIdle, haPush, leaderPush}, peerTargets...),
 		Cluster:         localcluster.Options{HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second, PodCIDR: pnet.CIDR.String()},
 		ResourceMetrics: true,
 		Logf:            func(f string, a ...any) { fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...) },
@@ -93,12 +101,14 @@ func run(m *testing.M) int {
 	code := m.Run()
 	logPeakRSS()
 	addrs := st.Addrs()
-	kedaAddrs, err := stopKEDA()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e stop KEDA:", err)
-		code = 1
+	for name, stop := range peerStops {
+		peerAddrs, err := stop()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e stop %s: %v\n", name, err)
+			code = 1
+		}
+		addrs = append(addrs, peerAddrs...)
 	}
-	addrs = append(addrs, kedaAddrs...)
 	if err := st.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e stop:", err)
 		code = 1

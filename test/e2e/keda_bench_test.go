@@ -1,4 +1,4 @@
-//go:build e2e
+//go:build e2e && peers
 
 package e2e
 
@@ -22,7 +22,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/promql-adapter/promql-adapter/wake"
@@ -52,7 +51,7 @@ type raceOptions struct {
 	idle  bool
 }
 
-// TestE2EKedaWakeRaceShort is make test's short form of the wake race (2 trials, no idle → zero):
+// TestE2EKedaWakeRaceShort is make test-peers' short form of the wake race (2 trials, no idle → zero):
 // every arm wakes on the signal. make bench-wake runs the full race (BenchmarkWakeRace).
 func TestE2EKedaWakeRaceShort(t *testing.T) {
 	wakeRace(t, "s", raceOptions{n: 2, phase: time.Second})
@@ -309,8 +308,6 @@ func BenchmarkKedaForwardLatency(b *testing.B) {
 	}
 }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
 // percentiles returns p50, p99 and max (nearest rank).
 func percentiles(d []time.Duration) (p50, p99, mx time.Duration) {
 	if len(d) == 0 {
@@ -361,32 +358,6 @@ func sleepArm(t testing.TB, name string) {
 	if _, err := st.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Patch(context.Background(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func setReplicasTB(t testing.TB, name string, n int32) {
-	t.Helper()
-	ctx := context.Background()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		sc, err := st.Kube.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		sc.Spec.Replicas = n
-		_, err = st.Kube.AppsV1().Deployments(ns).UpdateScale(ctx, name, sc, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func replicasTB(t testing.TB, name string) int32 {
-	t.Helper()
-	d, err := st.Kube.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ptr.Deref(d.Spec.Replicas, -1)
 }
 
 func eventuallyTB(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {

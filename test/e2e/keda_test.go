@@ -1,4 +1,4 @@
-//go:build e2e
+//go:build e2e && peers
 
 package e2e
 
@@ -38,6 +38,12 @@ var kedaTargets = []loadsim.Target{
 	queueTarget("kso-nofwd"), queueTarget("kours-nofwd"),
 	queueTarget("kso-down"), queueTarget("kours-down"),
 	queueTarget("kso-lat"), queueTarget("race-s"), queueTarget("race-b"),
+}
+
+// KEDA is a peer of make test-peers (build tag peers): its Deployments join the stack's, and TestMain stops it.
+func init() {
+	peerTargets = append(peerTargets, kedaTargets...)
+	peerStops["KEDA"] = stopKEDA
 }
 
 var (
