@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -149,27 +148,7 @@ func TestE2EAPIServiceBesideKEDA(t *testing.T) {
 	}
 	args = append(args, "--bind-address=127.0.0.1", "--lister-kubeconfig="+saKC, "--authentication-kubeconfig="+saKC, "--authorization-kubeconfig="+saKC)
 	t.Logf("the chart's adapter arguments: %q", args)
-	logPath := filepath.Join(st.WorkDir(), "logs", "apiservice-adapter.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adapter := exec.Command(filepath.Join(st.WorkDir(), "promql-adapter"), args...)
-	adapter.Stdout, adapter.Stderr = logf, logf
-	adapter.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := adapter.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = adapter.Wait(); logf.Close(); close(exited) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-adapter.Process.Pid, syscall.SIGKILL)
-		<-exited
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("adapter log (last 6 KiB):\n%s", b[max(0, len(b)-6144):])
-		}
-	})
+	startAdapterProc(t, filepath.Join(st.WorkDir(), "promql-adapter"), args, filepath.Join(st.WorkDir(), "logs", "apiservice-adapter.log"), 0, 6144)
 
 	// The leader made the Secret and claimed every APIService: our Service, the Secret's CA, and kube-apiserver
 	// reaches the adapter through them (Available, and a discovery GET of the external API).

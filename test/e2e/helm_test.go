@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -257,30 +256,7 @@ func runChartAdapter(ctx context.Context, t *testing.T, st2 *stack.Stack) (stopS
 	}
 	args = append(args, "--bind-address=127.0.0.1", "--lister-kubeconfig="+saKC, "--authentication-kubeconfig="+saKC, "--authorization-kubeconfig="+saKC)
 	t.Logf("the chart's adapter arguments, volumes under %s: %q", mounts, args)
-	logPath := filepath.Join(st2.WorkDir(), "logs", "helm-adapter.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adapter := exec.Command(filepath.Join(st2.WorkDir(), "promql-adapter"), args...)
-	adapter.Stdout, adapter.Stderr = logf, logf
-	adapter.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := adapter.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = adapter.Wait(); logf.Close(); close(exited) }()
-	stopAdapter = func() {
-		_ = syscall.Kill(-adapter.Process.Pid, syscall.SIGKILL)
-		<-exited
-	}
-	t.Cleanup(func() {
-		stopAdapter()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("adapter log (last 4 KiB):\n%s", b[max(0, len(b)-4096):])
-		}
-	})
+	stopAdapter = startAdapterProc(t, filepath.Join(st2.WorkDir(), "promql-adapter"), args, filepath.Join(st2.WorkDir(), "logs", "helm-adapter.log"), 0, 4096)
 	if err := st2.WaitMetricsAPI(ctx, 90*time.Second); err != nil {
 		t.Fatal(err)
 	}

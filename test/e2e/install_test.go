@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -104,32 +103,7 @@ func TestE2EPrometheusAdapterArgs(t *testing.T) {
 		"--lister-kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
 	}
 	logPath := filepath.Join(t.TempDir(), "adapter.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(st.WorkDir(), "promql-adapter"), args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("adapter log:\n%s", b)
-		}
-	})
+	startAdapterProc(t, filepath.Join(st.WorkDir(), "promql-adapter"), args, logPath, 10*time.Second, 1<<20)
 
 	// The admin's client certificate, sent to the adapter, which delegates to kube-apiserver.
 	cfg := st.Cluster.AdminConfig()

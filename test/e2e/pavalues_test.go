@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -121,33 +120,7 @@ func chartAdapter(t *testing.T, name string) (*http.Client, string) {
 	}
 	run = append(run, "--bind-address=127.0.0.1", "--lister-kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc)
 	t.Logf("%s: the chart's adapter arguments: %q", name, run)
-	logPath := filepath.Join(dir, "adapter.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(st.WorkDir(), "promql-adapter"), run...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("adapter log (last 4 KiB):\n%s", b[max(0, len(b)-4096):])
-		}
-	})
+	startAdapterProc(t, filepath.Join(st.WorkDir(), "promql-adapter"), run, filepath.Join(dir, "adapter.log"), 10*time.Second, 4096)
 	cfg := st.Cluster.AdminConfig()
 	cfg.Host = "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile, cfg.TLSClientConfig.Insecure = nil, "", true // the serving certificate names the Service, not 127.0.0.1
