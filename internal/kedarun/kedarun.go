@@ -1,8 +1,8 @@
 // Package kedarun runs a real KEDA (its operator and its metrics API server, built from KEDA's Go module by
 // hack/keda/build.sh) as processes on 127.0.0.1 against a local control plane: it applies KEDA's CRDs from
 // the same module version, creates KEDA's namespace, writes the certificates of their gRPC link and of the
-// metrics server's HTTPS API itself (KEDA's cert rotation stays off, so KEDA never patches an APIService),
-// waits for both to be ready and stops them by process id.
+// metrics server's HTTPS API itself, waits for both to be ready and stops them by process id. KEDA's cert
+// rotation stays off (KEDA then patches no APIService) unless Options.OperatorArgs turn it on, as KEDA's chart does.
 package kedarun
 
 import (
@@ -62,6 +62,9 @@ type Options struct {
 	Namespace  string       // KEDA's own namespace (KEDA_CLUSTER_OBJECT_NAMESPACE, POD_NAMESPACE); default "keda"
 	// ReadyTimeout bounds each readiness wait; default 120 s (KEDA's binaries are large and the machine may be loaded).
 	ReadyTimeout time.Duration
+	// OperatorArgs are more operator flags, given after kedarun's own (the last of a flag wins): e.g. those of
+	// the keda-operator Deployment KEDA's chart renders, such as --enable-cert-rotation=true.
+	OperatorArgs []string
 	Logf         func(format string, args ...any)
 }
 
@@ -75,9 +78,11 @@ type KEDA struct {
 	grpcPort, probePort, operatorMetricsPort int
 	securePort, adapterMetricsPort           int
 
-	mu       sync.Mutex
-	operator *localcluster.Process
-	metrics  *localcluster.Process
+	mu           sync.Mutex
+	operatorArgs []string
+	restarts     int // operator restarts after an exit on its own (its cert rotator's restart)
+	operator     *localcluster.Process
+	metrics      *localcluster.Process
 }
 
 // BinDirFromEnv returns $PROMQL_ADAPTER_KEDA_BIN, or an error telling how to build KEDA when it is unset
@@ -175,6 +180,7 @@ func Start(ctx context.Context, opts Options) (_ *KEDA, err error) {
 	}
 	k.grpcPort, k.probePort, k.operatorMetricsPort, k.securePort, k.adapterMetricsPort = ports[0], ports[1], ports[2], ports[3], ports[4]
 
+	k.operatorArgs = opts.OperatorArgs
 	if err := k.startOperator(ctx); err != nil {
 		return nil, err
 	}
@@ -197,6 +203,23 @@ func (k *KEDA) env() []string {
 	}
 }
 
+// rotationOn says whether the operator's flags turn its cert rotation on (the last --enable-cert-rotation wins).
+func rotationOn(args []string) bool {
+	on := false
+	for _, a := range args {
+		switch a {
+		case "--enable-cert-rotation", "--enable-cert-rotation=true":
+			on = true
+		case "--enable-cert-rotation=false":
+			on = false
+		}
+	}
+	return on
+}
+
+// startOperator starts the operator and waits for it. With cert rotation on, KEDA's rotator exits the process
+// (status 0) after it has written new certificates into its Secret, for the kubelet to restart the pod; kedarun
+// restarts it the same way, up to three times.
 func (k *KEDA) startOperator(ctx context.Context) error {
 	args := []string{
 		"--kubeconfig=" + k.opts.Kubeconfig,
@@ -210,26 +233,62 @@ func (k *KEDA) startOperator(ctx context.Context) error {
 		"--zap-encoder=console",
 		"--zap-log-level=info",
 	}
-	p, err := localcluster.StartProcess("keda-operator", filepath.Join(k.opts.BinDir, OperatorBinary), args, k.env(), filepath.Join(k.logDir, "keda-operator.log"))
-	if err != nil {
-		return fmt.Errorf("kedarun: %w", err)
-	}
 	k.mu.Lock()
-	k.operator = p
+	args = append(args, k.operatorArgs...)
 	k.mu.Unlock()
-	hc := &http.Client{Timeout: 2 * time.Second}
-	readyz := "http://127.0.0.1:" + strconv.Itoa(k.probePort) + "/readyz"
-	return k.poll(ctx, p, "keda-operator /readyz and gRPC port", func(ctx context.Context) bool {
-		if !httpOK(ctx, hc, readyz) {
-			return false
-		}
-		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", k.GRPCAddr())
+	rotation := rotationOn(args)
+	for attempt := 0; ; attempt++ {
+		p, err := localcluster.StartProcess("keda-operator", filepath.Join(k.opts.BinDir, OperatorBinary), args, k.env(), filepath.Join(k.logDir, "keda-operator.log"))
 		if err != nil {
-			return false
+			return fmt.Errorf("kedarun: %w", err)
 		}
-		_ = c.Close()
-		return true
-	})
+		k.mu.Lock()
+		k.operator = p
+		k.mu.Unlock()
+		hc := &http.Client{Timeout: 2 * time.Second}
+		readyz := "http://127.0.0.1:" + strconv.Itoa(k.probePort) + "/readyz"
+		err = k.poll(ctx, p, "keda-operator /readyz and gRPC port", func(ctx context.Context) bool {
+			if !httpOK(ctx, hc, readyz) {
+				return false
+			}
+			c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", k.GRPCAddr())
+			if err != nil {
+				return false
+			}
+			_ = c.Close()
+			return true
+		})
+		if err == nil || !rotation || !p.Exited() || attempt == 3 {
+			return err
+		}
+		k.mu.Lock()
+		k.restarts++
+		k.mu.Unlock()
+		k.opts.Logf("kedarun: keda-operator (cert rotation on) exited before ready; restarting it as the kubelet would (%d)", attempt+1)
+	}
+}
+
+// RestartOperator stops the operator (SIGTERM, 10 s, then SIGKILL) and starts it again with args in place of
+// Options.OperatorArgs, as a rollout of its Deployment with new arguments would.
+func (k *KEDA) RestartOperator(ctx context.Context, args []string) error {
+	k.mu.Lock()
+	p := k.operator
+	k.operatorArgs = args
+	k.mu.Unlock()
+	if p != nil {
+		if err := p.Stop(10 * time.Second); err != nil {
+			return fmt.Errorf("kedarun: stop keda-operator: %w", err)
+		}
+	}
+	return k.startOperator(ctx)
+}
+
+// OperatorRestarts is how often the operator exited on its own while starting and was started again (with
+// cert rotation on, KEDA's rotator exits after writing its Secret).
+func (k *KEDA) OperatorRestarts() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.restarts
 }
 
 // StartMetricsServer starts KEDA's metrics API server (again, after StopMetricsServer) and waits for its /readyz.

@@ -75,3 +75,23 @@ func TestBinDirFromEnv(t *testing.T) {
 		t.Errorf("both binaries: %q %v", got, err)
 	}
 }
+
+// TestRotationOn: the last --enable-cert-rotation of the operator's flags decides (kedarun's own false comes
+// first, then the chart's).
+func TestRotationOn(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"--enable-cert-rotation=false"}, false},
+		{[]string{"--enable-cert-rotation=false", "--enable-cert-rotation=true"}, true},
+		{[]string{"--enable-cert-rotation=false", "--enable-cert-rotation"}, true},
+		{[]string{"--enable-cert-rotation=true", "--enable-cert-rotation=false"}, false},
+		{[]string{"--enable-cert-rotation=false", "--enable-apiservice-patching=true"}, false},
+	} {
+		if got := rotationOn(c.args); got != c.want {
+			t.Errorf("rotationOn(%q) = %v, want %v", c.args, got, c.want)
+		}
+	}
+}

@@ -123,32 +123,7 @@ func TestE2EAPIServiceBesideKEDA(t *testing.T) {
 	}
 
 	// The adapter as the chart's Deployment runs it.
-	d, err := kube.AppsV1().Deployments("custom-metrics").Get(ctx, "promql-adapter", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm, err := kube.CoreV1().ConfigMaps("custom-metrics").Get(ctx, "promql-adapter-rules", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "rules"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "rules", "rules.yaml"), []byte(cm.Data["rules.yaml"]), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	saKC := saKubeconfig(ctx, t, cl, kube, "custom-metrics", d.Spec.Template.Spec.ServiceAccountName)
-	var args []string
-	for _, a := range d.Spec.Template.Spec.Containers[0].Args {
-		if strings.HasPrefix(a, "--tls-cert-file") || strings.HasPrefix(a, "--tls-private-key-file") {
-			t.Fatalf("tls.mode controller renders %s", a)
-		}
-		args = append(args, strings.ReplaceAll(a, "/etc/promql-adapter/", dir+"/"))
-	}
-	args = append(args, "--bind-address=127.0.0.1", "--lister-kubeconfig="+saKC, "--authentication-kubeconfig="+saKC, "--authorization-kubeconfig="+saKC)
-	t.Logf("the chart's adapter arguments: %q", args)
-	startAdapterProc(t, filepath.Join(st.WorkDir(), "promql-adapter"), args, filepath.Join(st.WorkDir(), "logs", "apiservice-adapter.log"), 0, 6144)
+	runBesideAdapter(ctx, t, cl, kube, "apiservice-adapter.log")
 
 	// The leader made the Secret and claimed every APIService: our Service, the Secret's CA, and kube-apiserver
 	// reaches the adapter through them (Available, and a discovery GET of the external API).
@@ -338,6 +313,67 @@ func TestE2EAPIServiceBesideKEDA(t *testing.T) {
 		return held(a), fmt.Sprintf("service %+v", a.Spec.Service)
 	})
 	t.Logf("KEDA's release installed after ours: held %s after helm install started", time.Since(installed).Round(time.Millisecond))
+}
+
+// runBesideAdapter runs the adapter as the Deployment promql-adapter of our release in custom-metrics would run
+// it: its arguments, the rule file of its ConfigMap, the Secrets its volumes mount under /etc/promql-adapter/ (as
+// the kubelet would), and its ServiceAccount's credentials; as a process on 127.0.0.1, logging to logs/logName
+// in the stack's work dir. The test's end kills it (by its process group) and prints its log's end on failure.
+func runBesideAdapter(ctx context.Context, t *testing.T, cl *localcluster.Cluster, kube kubernetes.Interface, logName string) {
+	t.Helper()
+	d, err := kube.AppsV1().Deployments("custom-metrics").Get(ctx, "promql-adapter", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := kube.CoreV1().ConfigMaps("custom-metrics").Get(ctx, "promql-adapter-rules", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "rules"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rules", "rules.yaml"), []byte(cm.Data["rules.yaml"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pod := d.Spec.Template.Spec
+	for _, m := range pod.Containers[0].VolumeMounts {
+		if !strings.HasPrefix(m.MountPath, "/etc/promql-adapter/") {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name != m.Name || v.Secret == nil {
+				continue
+			}
+			sec, err := kube.CoreV1().Secrets("custom-metrics").Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) && ptr.Deref(v.Secret.Optional, false) {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("volume %s of the adapter's pod: %v", v.Name, err)
+			}
+			to := filepath.Join(dir, strings.TrimPrefix(m.MountPath, "/etc/promql-adapter/"))
+			if err := os.MkdirAll(to, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for k, b := range sec.Data {
+				if err := os.WriteFile(filepath.Join(to, k), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	saKC := saKubeconfig(ctx, t, cl, kube, "custom-metrics", pod.ServiceAccountName)
+	var args []string
+	for _, a := range pod.Containers[0].Args {
+		if strings.HasPrefix(a, "--tls-cert-file") || strings.HasPrefix(a, "--tls-private-key-file") {
+			t.Fatalf("tls.mode controller renders %s", a)
+		}
+		args = append(args, strings.ReplaceAll(a, "/etc/promql-adapter/", dir+"/"))
+	}
+	args = append(args, "--bind-address=127.0.0.1", "--lister-kubeconfig="+saKC, "--authentication-kubeconfig="+saKC, "--authorization-kubeconfig="+saKC)
+	t.Logf("the chart's adapter arguments: %q", args)
+	startAdapterProc(t, filepath.Join(st.WorkDir(), "promql-adapter"), args, filepath.Join(st.WorkDir(), "logs", logName), 0, 6144)
 }
 
 // besideKEDAValues are our chart's values beside KEDA's release: the external APIService left to KEDA's chart

@@ -31,13 +31,14 @@ import (
 	"github.com/promql-adapter/promql-adapter/internal/stack"
 )
 
-// The Deployments of the KEDA tests: kso-* are scaled by a KEDA ScaledObject, kours-* by an HPA on
+// The Deployments of the KEDA tests: kso-* (and khb-so) are scaled by a KEDA ScaledObject, kours-* by an HPA on
 // promql-adapter's own external metric; both on the load simulator's queue_messages_ready.
 var kedaTargets = []loadsim.Target{
 	queueTarget("kso-fwd"), queueTarget("kours-fwd"),
 	queueTarget("kso-nofwd"), queueTarget("kours-nofwd"),
 	queueTarget("kso-down"), queueTarget("kours-down"),
 	queueTarget("kso-lat"), queueTarget("race-s"), queueTarget("race-b"),
+	queueTarget("khb-so"), queueTarget("khb-ours"), // TestE2EKedaHelmBeside, in a control plane of its own
 }
 
 // KEDA is a peer of make test-peers (build tag peers): its Deployments join the stack's, and TestMain stops it.
