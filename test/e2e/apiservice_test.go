@@ -176,9 +176,14 @@ func TestE2EAPIServiceBesideKEDA(t *testing.T) {
 		}
 		return applied && !ours, strings.Join(managers, ", ")
 	})
-	if _, err := kube.Discovery().RESTClient().Get().AbsPath("/apis/external.metrics.k8s.io/v1beta1").DoRaw(ctx); err != nil {
-		t.Fatalf("external metrics through the claimed APIService: %v", err)
-	}
+	// Available is set by the aggregator's availability controller; its proxy picks the new service up on its
+	// own watch, a moment later on a loaded machine.
+	eventually(t, 15*time.Second, "external metrics through the claimed APIService", func() (bool, string) {
+		if _, err := kube.Discovery().RESTClient().Get().AbsPath("/apis/external.metrics.k8s.io/v1beta1").DoRaw(ctx); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
 	ev, err := kube.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("involvedObject.name", externalAPIService).String()})
 	if err != nil || len(ev.Items) == 0 || ev.Items[0].Reason != "Claimed" {
 		t.Fatalf("no Claimed Event on %s: %v %+v", externalAPIService, err, ev)

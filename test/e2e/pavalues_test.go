@@ -29,7 +29,8 @@ import (
 // chartAdapter converts a prometheus-adapter chart values file of inspect/pavalues/testdata, renders
 // charts/promql-adapter with the result (and the stack's Prometheus as prometheus.url), and runs the
 // adapter as the chart's Deployment would: its arguments, its ConfigMap as the rule file, the cluster's
-// serving certificate as its Secret. It returns a client of the adapter's secure port (the admin's
+// serving certificate as its Secret (tls.mode secret, no APIService controller: the stack's APIServices stay
+// with the stack's adapter). It returns a client of the adapter's secure port (the admin's
 // credentials, which the adapter delegates to kube-apiserver) and its base URL.
 func chartAdapter(t *testing.T, name string) (*http.Client, string) {
 	t.Helper()
@@ -48,7 +49,11 @@ func chartAdapter(t *testing.T, name string) (*http.Client, string) {
 	if err := os.WriteFile(values, res.Values, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(local, []byte("prometheus: {url: '"+st.Prom.URL()+"'}\n"), 0o644); err != nil {
+	// The stack's kube-apiserver already routes the metrics APIs to the stack's adapter: this one serves the
+	// certificate from files (tls.mode secret) and runs no APIService controller, which would claim the
+	// stack's APIServices for a Service of its own and leave them pointing at it when it stops.
+	localValues := "prometheus: {url: '" + st.Prom.URL() + "'}\ntls: {mode: secret}\napiService: {controller: false}\n"
+	if err := os.WriteFile(local, []byte(localValues), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(helmBin(t), "template", "promql-adapter", filepath.Join(root, "charts/promql-adapter"),
@@ -81,6 +86,11 @@ func chartAdapter(t *testing.T, name string) (*http.Client, string) {
 	}
 	if rules == "" || args == nil {
 		t.Fatalf("no rules ConfigMap or Deployment in the rendering")
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "--apiservice") || strings.HasPrefix(a, "--tls-secret") {
+			t.Fatalf("the rendering runs the APIService controller (%s), which would take the stack's APIServices", a)
+		}
 	}
 	mounts := filepath.Join(dir, "mounts")
 	for f, data := range map[string][]byte{"rules/rules.yaml": []byte(rules)} {
