@@ -122,8 +122,8 @@ e2e: cluster-bins helm
 ## rest); hack/gotest.sh fails if none ran or one skipped, and a KEDA test without KEDA's binaries fails.
 E2E_PEERS_RUN := ^TestE2EKeda
 E2E_PEERS_LOG ?= $(CACHE)/test-logs/e2e-peers.log
-e2e-peers: cluster-bins keda
-	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) GOTEST_LOG=$(E2E_PEERS_LOG) \
+e2e-peers: cluster-bins helm keda
+	PROMQL_ADAPTER_CLUSTER_BIN=$(CLUSTER_BIN) PROMQL_ADAPTER_HELM=$(HELM) PROMQL_ADAPTER_KEDA_BIN=$(KEDA_BIN) GOTEST_LOG=$(E2E_PEERS_LOG) \
 		bash hack/gotest.sh -tags e2e,peers -count=1 -timeout 30m -run '$(E2E_PEERS_RUN)' ./test/e2e/
 
 ## e2e-versions: make e2e and make e2e-peers (KEDA) against each supported Kubernetes minor (K8S_VERSIONS), each control

@@ -95,6 +95,23 @@ func TestTiers(t *testing.T) {
 	if m == nil {
 		t.Fatalf("make -n test-peers has no hack/gotest.sh -tags e2e,peers ... -run '...' ./test/e2e/ line:\n%s", heavy)
 	}
+	// The peers' e2e tests share the package's helpers (Helm, the control plane): their line sets every variable
+	// make test's e2e line sets, and KEDA's.
+	envOf := func(out, tags string) []string {
+		for _, l := range testLines(strings.ReplaceAll(out, "\\\n", " ")) { // a command continued with \ is one line
+			if strings.Contains(l, "hack/gotest.sh -tags "+tags+" ") {
+				return regexp.MustCompile(`PROMQL_ADAPTER_[A-Z_]+=`).FindAllString(l, -1)
+			}
+		}
+		t.Fatalf("no hack/gotest.sh -tags %s line", tags)
+		return nil
+	}
+	peersEnv := strings.Join(envOf(heavy, "e2e,peers"), " ")
+	for _, v := range append(envOf(light, "e2e"), "PROMQL_ADAPTER_KEDA_BIN=") {
+		if !strings.Contains(peersEnv, v) {
+			t.Errorf("make test-peers' e2e line does not set %s (make test's e2e line does, and the peers' tests share its helpers)", v)
+		}
+	}
 	run := regexp.MustCompile(m[1])
 	base, peers := e2eTests(t, "../test/e2e")
 	if len(peers) == 0 {
