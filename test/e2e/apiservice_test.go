@@ -27,7 +27,6 @@ import (
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
 	"github.com/promql-adapter/promql-adapter/internal/localcluster"
 )
@@ -66,6 +65,31 @@ func saKubeconfig(ctx context.Context, t *testing.T, c *localcluster.Cluster, ku
 	return path
 }
 
+// ownCluster starts a control plane of the test's own (opts with the stack's binaries and the test's log), stopped
+// at cleanup, and returns it with its admin's clients for the core API and the aggregator's APIServices.
+func ownCluster(ctx context.Context, t *testing.T, opts localcluster.Options) (*localcluster.Cluster, *kubernetes.Clientset, *aggregator.Clientset) {
+	t.Helper()
+	opts.BinDir, opts.Logf = binDir, t.Logf
+	cl, err := localcluster.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cl.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	kube, err := kubernetes.NewForConfig(cl.AdminConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg, err := aggregator.NewForConfig(cl.AdminConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, kube, agg
+}
+
 // TestE2EAPIServiceBesideKEDA installs two Helm releases into a control plane of its own: a KEDA release (the
 // stand-in chart testdata/keda-chart, which templates v1beta1.external.metrics.k8s.io as KEDA's chart does) and
 // promql-adapter's chart with apiService.ownedElsewhere naming that APIService and tls.mode controller (the
@@ -79,24 +103,8 @@ func saKubeconfig(ctx context.Context, t *testing.T, c *localcluster.Cluster, ku
 func TestE2EAPIServiceBesideKEDA(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	cl, err := localcluster.Start(ctx, localcluster.Options{BinDir: binDir, WorkDir: filepath.Join(st.WorkDir(), "apiservice-cluster"), Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cl.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	cl, kube, agg := ownCluster(ctx, t, localcluster.Options{WorkDir: filepath.Join(st.WorkDir(), "apiservice-cluster")})
 	kc := cl.AdminKubeconfig()
-	kube, err := kubernetes.NewForConfig(cl.AdminConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	agg, err := aggregator.NewForConfig(cl.AdminConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// The KEDA release, then ours beside it.
 	kedaChart := filepath.Join(root, "testdata/keda-chart")
@@ -393,15 +401,7 @@ func besideKEDAValues(t *testing.T, port int) string {
 		"apiService": map[string]any{"ownedElsewhere": []string{externalAPIService}},
 		"prometheus": map[string]any{"url": st.Prom.URL()},
 	}
-	data, err := yaml.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "values.yaml")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return valuesFile(t, v)
 }
 
 // adapterReadyz is the adapter's /readyz?verbose (open without credentials).

@@ -69,6 +69,28 @@ func chartLocalValues(st2 *stack.Stack, port int) map[string]any {
 	}
 }
 
+// chartStack starts a stack of the test's own for a chart install: its control plane (the HPA quick), Prometheus
+// and the load simulator serving target, with none of deploy/ applied (the chart brings its objects); stopped at cleanup.
+func chartStack(ctx context.Context, t *testing.T, target loadsim.Target) *stack.Stack {
+	t.Helper()
+	st2, err := stack.Start(ctx, stack.Options{
+		RepoRoot: root, BinDir: binDir, RulesFile: filepath.Join(root, "testdata/rules/e2e.yaml"),
+		Targets:     []loadsim.Target{target},
+		Cluster:     localcluster.Options{HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second},
+		NoManifests: true,
+		Logf:        t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := st2.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return st2
+}
+
 // valuesFile writes chart values to a file of the test's.
 func valuesFile(t *testing.T, v map[string]any) string {
 	t.Helper()
@@ -93,21 +115,7 @@ func TestE2EHelmInstall(t *testing.T) {
 	ctx := context.Background()
 	const hns = "helm-demo"
 	target := loadsim.Target{Namespace: hns, Deployment: "web", Service: "web", Capacity: 100, MatchLabels: map[string]string{"app": "web"}}
-	st2, err := stack.Start(ctx, stack.Options{
-		RepoRoot: root, BinDir: binDir, RulesFile: filepath.Join(root, "testdata/rules/e2e.yaml"),
-		Targets:     []loadsim.Target{target},
-		Cluster:     localcluster.Options{HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second},
-		NoManifests: true,
-		Logf:        t.Logf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := st2.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	st2 := chartStack(ctx, t, target)
 	kc := st2.Cluster.AdminKubeconfig()
 	port, err := freePort()
 	if err != nil {

@@ -25,7 +25,6 @@ import (
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
 	"github.com/promql-adapter/promql-adapter/internal/kedarun"
 	"github.com/promql-adapter/promql-adapter/internal/localcluster"
@@ -48,27 +47,11 @@ func TestE2EKedaHelmBeside(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cl, err := localcluster.Start(ctx, localcluster.Options{
-		BinDir: binDir, WorkDir: filepath.Join(st.WorkDir(), "keda-helm-cluster"),
-		HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second, Logf: t.Logf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cl.Stop(); err != nil {
-			t.Error(err)
-		}
+	cl, kube, agg := ownCluster(ctx, t, localcluster.Options{
+		WorkDir:       filepath.Join(st.WorkDir(), "keda-helm-cluster"),
+		HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second,
 	})
 	kc := cl.AdminKubeconfig()
-	kube, err := kubernetes.NewForConfig(cl.AdminConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	agg, err := aggregator.NewForConfig(cl.AdminConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	dyn, err := dynamic.NewForConfig(cl.AdminConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -331,15 +314,7 @@ func kedaHelmValues(t *testing.T, port int, url string) string {
 			"refreshInterval": "2s",
 		},
 	}
-	data, err := yaml.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "values.yaml")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return valuesFile(t, v)
 }
 
 // kedaHelmWorkload is a Deployment of one replica on kwok's node, labelled app=name.

@@ -20,8 +20,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/promql-adapter/promql-adapter/internal/loadsim"
-	"github.com/promql-adapter/promql-adapter/internal/localcluster"
-	"github.com/promql-adapter/promql-adapter/internal/stack"
 )
 
 // quickstart is the README's five-minute start: the files its yaml blocks name on their first line
@@ -108,21 +106,7 @@ func TestE2EReadmeQuickstart(t *testing.T) {
 	}
 	const shop = "shop"
 	app := loadsim.Target{Namespace: shop, Deployment: "web", Service: "web", Capacity: 100, MatchLabels: map[string]string{"app": "web"}}
-	st2, err := stack.Start(ctx, stack.Options{
-		RepoRoot: root, BinDir: binDir, RulesFile: filepath.Join(root, "testdata/rules/e2e.yaml"),
-		Targets:     []loadsim.Target{app},
-		Cluster:     localcluster.Options{HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second},
-		NoManifests: true,
-		Logf:        t.Logf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := st2.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	st2 := chartStack(ctx, t, app)
 	// The user's app: a Deployment whose pods export http_requests_total, 30 requests/s in all.
 	if err := st2.CreateWorkload(ctx, app, 1); err != nil {
 		t.Fatal(err)
