@@ -19,7 +19,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/promql-adapter/promql-adapter/hack/release/release"
 	"github.com/promql-adapter/promql-adapter/internal/loadsim"
+	"github.com/promql-adapter/promql-adapter/internal/registry"
 )
 
 // quickstart is the README's five-minute start: the files its yaml blocks name on their first line
@@ -90,8 +92,9 @@ func readQuickstart(t *testing.T, path string) quickstart {
 }
 
 // TestE2EReadmeQuickstart runs the README's five-minute start, read from README.md so that the two cannot drift,
-// on a local control plane of its own: its rule and HPA files, its `helm install` of charts/promql-adapter (with
-// only the local cluster's Prometheus URL, certificates and ExternalName Service added), and every kubectl
+// on a local control plane of its own: its rule and HPA files, its `helm install` of the chart from a registry
+// (this checkout's `make release` pushed to Debian's docker-registry on 127.0.0.1, which serves plain HTTP; only
+// the local cluster's Prometheus URL, certificates and ExternalName Service added), and every kubectl
 // command, with kubectl, helm and jq found on PATH as a user's shell would. The pods kwok runs have no
 // processes, so the adapter runs as the process the chart's Deployment describes, once helm install returned.
 // Every command must succeed; the metric list must name the rule's metric, the values command must print a
@@ -115,8 +118,16 @@ func TestE2EReadmeQuickstart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The user's shell: a directory with the README's files and the repository's chart, kubectl, helm and jq
-	// on PATH, KUBECONFIG set.
+	// A release of this checkout in a registry on 127.0.0.1, made as docs/release.md says: the README installs
+	// the chart from REGISTRY at VERSION.
+	regPath := registry.Start(t) + "/promql-adapter-readme"
+	registry.MakeRelease(ctx, t, root, helmBin(t), regPath, filepath.Join(t.TempDir(), "release"))
+	v, err := release.GitVersion(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The user's shell: a directory with the README's files, kubectl, helm and jq on PATH, KUBECONFIG set.
 	work, bin := t.TempDir(), t.TempDir()
 	for name, data := range q.files {
 		if err := os.WriteFile(filepath.Join(work, name), []byte(data), 0o644); err != nil {
@@ -124,7 +135,6 @@ func TestE2EReadmeQuickstart(t *testing.T) {
 		}
 	}
 	for link, target := range map[string]string{
-		filepath.Join(work, "charts"): filepath.Join(root, "charts"),
 		filepath.Join(bin, "kubectl"): filepath.Join(binDir, "kubectl"),
 		filepath.Join(bin, "helm"):    helmBin(t),
 	} {
@@ -140,6 +150,7 @@ func TestE2EReadmeQuickstart(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := valuesFile(t, chartLocalValues(st2, port))
+	const chartRef = "oci://REGISTRY/charts/promql-adapter --version VERSION"
 	home := t.TempDir()
 	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "KUBECONFIG="+st2.Cluster.AdminKubeconfig(),
 		"HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config", "HELM_DATA_HOME="+home+"/data")
@@ -152,6 +163,11 @@ func TestE2EReadmeQuickstart(t *testing.T) {
 	for _, c := range q.commands {
 		run := c
 		if strings.HasPrefix(c, "helm install ") || strings.HasPrefix(c, "helm upgrade ") {
+			if !strings.Contains(c, chartRef) {
+				t.Fatalf("README command %q does not install %s", c, chartRef)
+			}
+			// The local registry serves plain HTTP.
+			run = strings.Replace(run, chartRef, "oci://"+regPath+"/charts/promql-adapter --version "+v.SemVer+" --plain-http", 1)
 			run += " -f " + local + " --set prometheus.url=" + st2.Prom.URL()
 		}
 		want := ""
@@ -187,7 +203,11 @@ func TestE2EReadmeQuickstart(t *testing.T) {
 		if why != "" {
 			t.Fatalf("README command %q (%d tries): %s\n%s", c, tries, why, out)
 		}
-		t.Logf("$ %s  (%d tries, %s)\n%s", c, tries, time.Since(start).Round(100*time.Millisecond), out)
+		ran := ""
+		if run != c {
+			ran = "\n  run as: " + run
+		}
+		t.Logf("$ %s  (%d tries, %s)%s\n%s", c, tries, time.Since(start).Round(100*time.Millisecond), ran, out)
 		if strings.HasPrefix(c, "helm install ") {
 			runChartAdapter(ctx, t, st2)
 		}
