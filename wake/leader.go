@@ -112,11 +112,28 @@ func (l *Leadership) end(err error) {
 	l.mu.Unlock()
 }
 
-// renewLock records when this replica last wrote the Lease as its holder.
+// renewLock records when this replica last wrote the Lease as its holder, and refuses to release a Lease that
+// another replica holds: client-go's release reads the Lease, then writes an empty holder if its own, possibly
+// stale, record of the last term says it leads; after an outage that would clear the Lease of the replica that
+// took over, with the read's current resourceVersion, so the API server accepts it.
 type renewLock struct {
 	resourcelock.Interface
 	mu        sync.Mutex
 	renewedAt time.Time
+	holder    string // the holder the last successful Get read
+}
+
+// errHeldElsewhere refuses a release of a Lease another replica holds.
+var errHeldElsewhere = errors.New("not releasing the Lease: another replica holds it")
+
+func (l *renewLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	ler, raw, err := l.Interface.Get(ctx)
+	if err == nil && ler != nil {
+		l.mu.Lock()
+		l.holder = ler.HolderIdentity
+		l.mu.Unlock()
+	}
+	return ler, raw, err
 }
 
 func (l *renewLock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord) error {
@@ -127,6 +144,14 @@ func (l *renewLock) Create(ctx context.Context, ler resourcelock.LeaderElectionR
 }
 
 func (l *renewLock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord) error {
+	if ler.HolderIdentity == "" {
+		l.mu.Lock()
+		holder := l.holder
+		l.mu.Unlock()
+		if holder != "" && holder != l.Identity() {
+			return fmt.Errorf("%w (%s)", errHeldElsewhere, holder)
+		}
+	}
 	sent := time.Now()
 	err := l.Interface.Update(ctx, ler)
 	l.record(err, ler, sent)
