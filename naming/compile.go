@@ -15,6 +15,10 @@ import (
 
 var metricNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.:-]*$`)
 
+// MaxFreshness is the largest freshness a rule may set: an answer shared between requests is never
+// older than this.
+const MaxFreshness = 5 * time.Minute
+
 // Metric is one validated rule for one metric name, ready to build queries.
 type Metric struct {
 	Name      string
@@ -24,6 +28,7 @@ type Metric struct {
 	NameLabel string   // label holding the described object's name (empty for external metrics)
 	Window    *int64   // seconds, reported to the HPA
 	Fallback  *resource.Quantity
+	Freshness *time.Duration                  // bound on a shared answer's age; nil: the adapter's default, 0: never shared
 	RuleIndex int                             // position of the rule in its file
 	query     string                          // the PromQL with the series name substituted
 	inject    []string                        // vector selector names to inject into; empty means all
@@ -180,6 +185,13 @@ func compileRule(i int, r *Rule, resolver Resolver) (*Metric, *Template, error) 
 			return nil, nil, fail("fallback", err)
 		}
 		m.Fallback = &q
+	}
+	if r.Freshness != "" {
+		d, err := freshness(r.Freshness)
+		if err != nil {
+			return nil, nil, fail("freshness", err)
+		}
+		m.Freshness = &d
 	}
 	if r.Query == "" {
 		return nil, nil, fail("query", errors.New("required"))
@@ -338,6 +350,18 @@ func usesSeries(expr parser.Expr, name string) bool {
 		return nil
 	})
 	return found
+}
+
+// freshness parses a rule's freshness, refusing one above MaxFreshness.
+func freshness(s string) (time.Duration, error) {
+	d, err := model.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if time.Duration(d) > MaxFreshness {
+		return 0, fmt.Errorf("%s is above the maximum of %s: an answer shared between requests may be at most that old", s, model.Duration(MaxFreshness))
+	}
+	return time.Duration(d), nil
 }
 
 // window is the explicit window, else the longest range or subquery range in the query.

@@ -45,6 +45,9 @@ type Rule struct {
 	Window string `json:"window,omitempty"`
 	// Fallback is a quantity served for every requested object while the query fails.
 	Fallback string `json:"fallback,omitempty"`
+	// Freshness bounds the age of an answer shared with other requests (a Prometheus duration, at
+	// most MaxFreshness; 0s never shares); by default the adapter's --coalesce-freshness.
+	Freshness string `json:"freshness,omitempty"`
 	// Discover turns the rule into one metric per series name that matches.
 	Discover *Discovery `json:"discover,omitempty"`
 }

@@ -1,9 +1,11 @@
 package naming
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func compileFile(t testing.TB, path string) *Rules {
@@ -86,6 +88,9 @@ func TestCompileErrorsNameRuleAndField(t *testing.T) {
 		{"same name other resource is fine", "metrics:\n- name: a\n  resource: pods\n  query: x\n- name: a\n  resource: x\n  query: z", []string{`unknown resource "x"`}},
 		{"bad fallback", "metrics:\n- name: a\n  resource: external\n  query: x\n  fallback: lots", []string{"rule 0 (a): field fallback"}},
 		{"bad window", "metrics:\n- name: a\n  resource: pods\n  query: x\n  window: soon", []string{"field window"}},
+		{"bad freshness", "metrics:\n- name: a\n  resource: pods\n  query: x\n  freshness: soon", []string{"rule 0 (a): field freshness", `"soon"`}},
+		{"freshness above the maximum", "metrics:\n- name: a\n  resource: pods\n  query: x\n  freshness: 6m", []string{"rule 0 (a): field freshness", "6m is above the maximum of 5m"}},
+		{"negative freshness", "metrics:\n- name: a\n  resource: external\n  query: x\n  freshness: -1s", []string{"rule 0 (a): field freshness"}},
 		{"bad label", "metrics:\n- name: a\n  resource: pods\n  query: x\n  labels: {name: 'pod-name'}", []string{"field labels", "pod-name"}},
 		{"inject unknown", "metrics:\n- name: a\n  resource: pods\n  query: x\n  inject: [z]", []string{"field inject", `no selector of "z"`}},
 		{"namespaced on object", "metrics:\n- name: a\n  resource: pods\n  query: x\n  namespaced: false", []string{"field namespaced"}},
@@ -159,5 +164,47 @@ func TestResolve(t *testing.T) {
 	}
 	if res, _ := r.Resolve("nodes"); res.Namespaced || res.GroupVersion() != "v1" {
 		t.Errorf("nodes resolved to %+v", res)
+	}
+}
+
+// TestFreshness: a rule's freshness compiles into Metric.Freshness (nil when unset, 0 turns
+// sharing off), up to MaxFreshness, and a discovery rule's metrics inherit it.
+func TestFreshness(t *testing.T) {
+	tests := []struct {
+		field string
+		want  string // fmt of *Metric.Freshness, "<nil>" when unset
+	}{
+		{"", "<nil>"},
+		{"freshness: 15s", "15s"},
+		{"freshness: 0s", "0s"},
+		{"freshness: 500ms", "500ms"},
+		{"freshness: 5m", "5m0s"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.want, func(t *testing.T) {
+			file := "metrics:\n- name: a\n  resource: pods\n  query: x\n  " + tc.field +
+				"\n- resource: pods\n  query: sum by (namespace, pod) (__series__)\n  discover: {series: '{__name__=~\"y_.*\"}'}\n  " + tc.field + "\n"
+			cfg, err := ParseConfig([]byte(file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules, err := Compile(cfg, BuiltinResources())
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, ok := rules.Templates[0].Expand("y_total")
+			if !ok {
+				t.Fatal("y_total not expanded")
+			}
+			for _, got := range []*time.Duration{rules.Metrics[0].Freshness, m.Freshness} {
+				s := "<nil>"
+				if got != nil {
+					s = fmt.Sprint(*got)
+				}
+				if s != tc.want {
+					t.Errorf("freshness %s, want %s", s, tc.want)
+				}
+			}
+		})
 	}
 }
