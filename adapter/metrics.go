@@ -20,6 +20,8 @@ type Metrics struct {
 	reloadTime    prometheus.Gauge
 	reloadOK      prometheus.Gauge
 	rulesUnusable prometheus.Gauge
+	coalesced     *prometheus.CounterVec
+	answerAge     prometheus.Histogram
 }
 
 // NewMetrics creates the adapter's collectors and registers them with reg.
@@ -72,8 +74,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "promql_adapter_rules_unusable",
 		Help: "Rules of the serving prometheus-adapter config that answer no request (each logged and listed at /readyz/rules); the others serve.",
 	})
+	m.coalesced = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "promql_adapter_coalesced_requests_total",
+		Help: "Requests answered from a shared namespace-wide query, by result: hit (a cached answer within the freshness bound), shared (joined a query under way), miss (ran the query). (hit+shared)/all is the coalescing ratio.",
+	}, []string{"result"})
+	m.answerAge = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "promql_adapter_coalesced_answer_age_seconds",
+		Help:    "How long before a coalesced request arrived its shared query started (0 for the request that ran it); never more than the rule's freshness bound.",
+		Buckets: []float64{0, .1, .25, .5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300},
+	})
 	reg.MustRegister(m.requests, m.latency, m.queryLatency, m.queryErrors, m.fallbacks, m.skipped,
-		m.rulesLoaded, m.metricsServed, m.reloadTime, m.reloadOK, m.rulesUnusable)
+		m.rulesLoaded, m.metricsServed, m.reloadTime, m.reloadOK, m.rulesUnusable, m.coalesced, m.answerAge)
 	return m
 }
 
@@ -106,6 +117,13 @@ func (m *Metrics) fallback(metric string) {
 func (m *Metrics) skip(reason string) {
 	if m != nil {
 		m.skipped.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) coalesce(result string, age time.Duration) {
+	if m != nil {
+		m.coalesced.WithLabelValues(result).Inc()
+		m.answerAge.Observe(max(0, age.Seconds()))
 	}
 }
 

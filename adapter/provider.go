@@ -26,6 +26,7 @@ import (
 	"k8s.io/metrics/pkg/apis/external_metrics"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
+	"github.com/promql-adapter/promql-adapter/coalesce"
 	"github.com/promql-adapter/promql-adapter/naming"
 )
 
@@ -47,6 +48,12 @@ type Options struct {
 	NameBudget int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Coalesce, when set, answers the requests for one metric, namespace and metric selector from
+	// one shared namespace-wide query no older than the metric's freshness, each filtered to its
+	// own objects (package coalesce); nil runs a query per request.
+	Coalesce *coalesce.Cache[[]Sample]
+	// Freshness is the bound of metrics whose rule sets none; 0 shares only for rules that set one.
+	Freshness time.Duration
 }
 
 // Provider serves the metrics that a rule set defines. It is safe for concurrent use.
@@ -364,6 +371,9 @@ func (p *Provider) metricByName(ctx context.Context, name types.NamespacedName, 
 		return nil, err
 	}
 	sel := naming.Selection{Namespace: name.Namespace, Names: []string{name.Name}, Selector: metricSelector}
+	if p.freshness(m) > 0 {
+		sel.Names = nil // one namespace-wide answer, shared by every object's request, filtered to this one
+	}
 	items, query, err := p.values(ctx, m, sel, []string{name.Name}, "")
 	if err != nil {
 		return nil, err
@@ -404,7 +414,9 @@ func (p *Provider) metricBySelector(ctx context.Context, namespace string, selec
 		}
 		key := wideKey(m, namespace, sel)
 		last, known := p.wide.get(key, p.opts.Now())
-		if NameObjects(regexBytes(names), len(names), total, p.opts.NameBudget, p.opts.MaxRegexBytes, last, known) {
+		if p.freshness(m) > 0 {
+			wideKeyFor = key // one namespace-wide answer, shared by every selection's request, filtered to these
+		} else if NameObjects(regexBytes(names), len(names), total, p.opts.NameBudget, p.opts.MaxRegexBytes, last, known) {
 			sel.Names = names
 		} else if m.NeedsNames {
 			return p.namedInParts(ctx, m, sel, names) // its query must name every object: split past the cap
@@ -462,7 +474,7 @@ func (p *Provider) values(ctx context.Context, m *naming.Metric, sel naming.Sele
 	ref := func(name string) custom_metrics.ObjectReference {
 		return custom_metrics.ObjectReference{Kind: m.Resource.Kind, APIVersion: m.Resource.GroupVersion(), Namespace: sel.Namespace, Name: name}
 	}
-	samples, err := p.query(ctx, query, m.NameLabel)
+	samples, err := p.objectSamples(ctx, m, sel, query)
 	if err != nil {
 		if m.Fallback == nil || allowed == nil {
 			return nil, query, p.queryFailed(m, query, err)
@@ -543,7 +555,7 @@ func (p *Provider) external(ctx context.Context, namespace string, metricSelecto
 		return nil, buildFailed(m, err)
 	}
 	klog.V(4).InfoS("querying", "metric", m.Name, "query", query)
-	vec, err := p.opts.Querier.Query(ctx, query)
+	samples, err := p.externalSamples(ctx, m, query)
 	if err != nil {
 		if m.Fallback == nil {
 			return nil, p.queryFailed(m, query, err)
@@ -554,15 +566,15 @@ func (p *Provider) external(ctx context.Context, namespace string, metricSelecto
 			MetricName: m.Name, Timestamp: metav1.NewTime(p.opts.Now()), WindowSeconds: m.Window, Value: m.Fallback.DeepCopy(),
 		}}}, nil
 	}
-	out := &external_metrics.ExternalMetricValueList{Items: make([]external_metrics.ExternalMetricValue, 0, len(vec))}
-	for _, s := range vec {
-		q, ok := naming.Quantity(float64(s.Value))
+	out := &external_metrics.ExternalMetricValueList{Items: make([]external_metrics.ExternalMetricValue, 0, len(samples))}
+	for _, s := range samples {
+		q, ok := naming.Quantity(s.Value)
 		if !ok {
-			p.opts.Metrics.skip(nonFinite(float64(s.Value)))
+			p.opts.Metrics.skip(nonFinite(s.Value))
 			continue
 		}
-		lbls := make(map[string]string, len(s.Metric))
-		for k, v := range s.Metric {
+		lbls := make(map[string]string, len(s.Labels))
+		for k, v := range s.Labels {
 			if k != model.MetricNameLabel || m.KeepNameLabel {
 				lbls[string(k)] = string(v)
 			}
