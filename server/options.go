@@ -60,6 +60,8 @@ type Options struct {
 	ForwardCustom          []string
 	ForwardTimeout         time.Duration
 	ForwardRefreshInterval time.Duration
+	// Coalesce: one shared namespace-wide query for many requests (server/coalesce.go).
+	Coalesce CoalesceOptions
 	// APIService: the APIServices the leader claims and keeps ours, and the shared TLS Secret (server/apiservice.go).
 	APIService APIServiceOptions
 	// Authorizer, with --trust-loopback, decides instead of allowing every loopback client (tests; no flag).
@@ -85,6 +87,7 @@ func NewOptions() *Options {
 		ClientQPS:            50,
 		ClientBurst:          100,
 		InformerSyncTimeout:  adapter.DefaultSyncTimeout,
+		Coalesce:             CoalesceOptions{MaxEntries: defaultCoalesceEntries},
 	}
 	o.Server.SecureServing.ServerCert.CertDirectory = "" // self-signed certs stay in memory unless --cert-dir is given
 	// /debug/pprof and /debug/flags only when asked for (--profiling).
@@ -132,6 +135,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.addPrometheusAdapterFlags(fs)
 	o.addForwardFlags(fs)
 	o.addAPIServiceFlags(fs)
+	o.addCoalesceFlags(fs)
 	fs.StringSliceVar(&o.APIs, "apis", o.APIs,
 		"API groups to serve, any of custom (custom.metrics.k8s.io), external (external.metrics.k8s.io), resource (metrics.k8s.io, kubectl top); default custom,external plus resource when the rule file has resource rules. Discovery lists only these")
 	fs.DurationVar(&o.InformerSyncTimeout, "informer-sync-timeout", o.InformerSyncTimeout,
@@ -172,6 +176,7 @@ func (o *Options) Validate() error {
 		errs = append(errs, validateAPIs(o.APIs))
 	}
 	errs = append(errs, o.validateForward(), o.validateAPIService())
+	errs = append(errs, o.validateCoalesce())
 	return errors.Join(errs...)
 }
 

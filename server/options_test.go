@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
+	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/naming"
 )
 
@@ -27,6 +29,10 @@ func TestValidate(t *testing.T) {
 		{"config is required", func(o *Options) { o.TrustLoopback, o.RulesFile = true, "" }, "--config is required"},
 		{"bad header", func(o *Options) { o.TrustLoopback, o.PrometheusHeaders = true, []string{"X-Scope-OrgID"} }, "want Name=Value"},
 		{"max age below relist", func(o *Options) { o.TrustLoopback, o.SeriesMaxAge = true, 1 }, "--series-max-age"},
+		{"coalesce-freshness at the maximum", func(o *Options) { o.TrustLoopback, o.Coalesce.Freshness = true, 5*time.Minute }, ""},
+		{"coalesce-freshness above the maximum", func(o *Options) { o.TrustLoopback, o.Coalesce.Freshness = true, 5*time.Minute+1 }, "--coalesce-freshness 5m0.000000001s: want 0 (off) up to 5m"},
+		{"negative coalesce-freshness", func(o *Options) { o.TrustLoopback, o.Coalesce.Freshness = true, -time.Second }, "--coalesce-freshness -1s"},
+		{"no coalescing entries", func(o *Options) { o.TrustLoopback, o.Coalesce.MaxEntries = true, 0 }, "--coalesce-max-entries must be at least 1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,6 +143,36 @@ func TestPriorityAndFairnessFlagSaysItIsIgnored(t *testing.T) {
 		n := strings.Count(logs(), "--enable-priority-and-fairness")
 		if want := map[bool]int{false: 0, true: 1}[set]; n != want {
 			t.Errorf("set=%v: %d log lines name the flag, want %d:\n%s", set, n, want, logs())
+		}
+	}
+}
+
+// TestCoalesceFlags: coalescing is off by default (a query per request) with 10,000 entries; the
+// flags set the provider's default freshness, and the cache exists either way, so a rule's own
+// freshness shares.
+func TestCoalesceFlags(t *testing.T) {
+	tests := []struct {
+		args      []string
+		freshness time.Duration
+		entries   int
+	}{
+		{nil, 0, 10000},
+		{[]string{"--coalesce-freshness=15s", "--coalesce-max-entries=50"}, 15 * time.Second, 50},
+	}
+	for _, tc := range tests {
+		o := NewOptions()
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+		o.AddFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if o.Coalesce.Freshness != tc.freshness || o.Coalesce.MaxEntries != tc.entries {
+			t.Errorf("%v: %+v, want freshness %s and %d entries", tc.args, o.Coalesce, tc.freshness, tc.entries)
+		}
+		var popts adapter.Options
+		o.coalescing(&popts)
+		if popts.Coalesce == nil || popts.Freshness != tc.freshness || popts.Coalesce.MaxAge() != naming.MaxFreshness {
+			t.Errorf("%v: provider options %+v", tc.args, popts)
 		}
 	}
 }

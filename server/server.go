@@ -117,7 +117,9 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	p := adapter.NewProvider(adapter.Options{Querier: prom, Objects: objects, Metrics: metrics}, rules)
+	popts := adapter.Options{Querier: prom, Objects: objects, Metrics: metrics}
+	o.coalescing(&popts)
+	p := adapter.NewProvider(popts, rules)
 	var rp *resourcemetrics.Provider
 	if apis.resource {
 		rp = resourcemetrics.NewProvider(prom, rules.Resource)
