@@ -58,9 +58,10 @@ type Cache[V any] struct {
 }
 
 type entry[V any] struct {
-	key Key
-	val V
-	at  time.Time // when the fetch that produced val started
+	key  Key
+	val  V
+	at   time.Time     // when the fetch that produced val started
+	keep time.Duration // the longest bound it was asked with: past it the answer serves no one
 }
 
 type flight struct {
@@ -68,14 +69,14 @@ type flight struct {
 	start time.Time
 }
 
-// New returns a cache of at most maxEntries answers, none kept past maxAge, which is also the
-// largest bound Get honours.
+// New returns a cache of at most maxEntries answers, each kept while within the longest bound it
+// was asked with and never past maxAge, which is also the largest bound Get honours.
 func New[V any](maxEntries int, maxAge time.Duration) *Cache[V] {
 	return &Cache[V]{maxEntries: max(1, maxEntries), maxAge: maxAge, order: list.New(),
 		entries: map[Key]*list.Element{}, flights: map[Key]flight{}}
 }
 
-// MaxAge is the largest bound Get honours and the longest an answer is kept.
+// MaxAge is the largest bound Get honours, and the longest an answer is kept.
 func (c *Cache[V]) MaxAge() time.Duration { return c.maxAge }
 
 // Len is the number of answers held.
@@ -105,6 +106,7 @@ func (c *Cache[V]) Get(ctx context.Context, key Key, bound time.Duration, fetch 
 	c.expire(arrived)
 	if el, ok := c.entries[key]; ok {
 		if e := el.Value.(*entry[V]); arrived.Sub(e.at) <= bound {
+			e.keep = max(e.keep, bound)
 			c.mu.Unlock()
 			return e.val, e.at, Hit, nil
 		}
@@ -130,7 +132,7 @@ func (c *Cache[V]) Get(ctx context.Context, key Key, bound time.Duration, fetch 
 		if err != nil {
 			return nil, err
 		}
-		c.store(key, v, start)
+		c.store(key, v, start, bound)
 		return answer[V]{v, start}, nil
 	})
 	select {
@@ -154,29 +156,46 @@ type answer[V any] struct {
 	at  time.Time
 }
 
-// store keeps v as key's answer unless a later fetch's answer is already kept. c.mu is held.
-func (c *Cache[V]) store(key Key, v V, at time.Time) {
+// store keeps v, asked for with bound, as key's answer unless a later fetch's answer is already
+// kept. When the cache is full it first drops every answer past its bound, then the least recently
+// stored ones. c.mu is held.
+func (c *Cache[V]) store(key Key, v V, at time.Time, bound time.Duration) {
 	if el, ok := c.entries[key]; ok {
 		e := el.Value.(*entry[V])
 		if e.at.After(at) {
 			return
 		}
-		e.val, e.at = v, at
+		e.val, e.at, e.keep = v, at, max(e.keep, bound)
 		c.order.MoveToBack(el)
 		return
 	}
-	c.expire(c.now())
+	now := c.now()
+	if len(c.entries) >= c.maxEntries {
+		for el := c.order.Front(); el != nil; {
+			next := el.Next()
+			if c.expired(el, now) {
+				c.remove(el)
+			}
+			el = next
+		}
+	}
 	for len(c.entries) >= c.maxEntries {
 		c.remove(c.order.Front())
 	}
-	c.entries[key] = c.order.PushBack(&entry[V]{key: key, val: v, at: at})
+	c.entries[key] = c.order.PushBack(&entry[V]{key: key, val: v, at: at, keep: bound})
 }
 
-// expire drops the least recently stored answers while they are older than maxAge. c.mu is held.
+// expire drops the least recently stored answers while they are past their bound. c.mu is held.
 func (c *Cache[V]) expire(now time.Time) {
-	for el := c.order.Front(); el != nil && now.Sub(el.Value.(*entry[V]).at) > c.maxAge; el = c.order.Front() {
+	for el := c.order.Front(); el != nil && c.expired(el, now); el = c.order.Front() {
 		c.remove(el)
 	}
+}
+
+// expired reports whether the answer at el is older than every bound it was asked with (or maxAge).
+func (c *Cache[V]) expired(el *list.Element, now time.Time) bool {
+	e := el.Value.(*entry[V])
+	return now.Sub(e.at) > min(e.keep, c.maxAge)
 }
 
 func (c *Cache[V]) remove(el *list.Element) {

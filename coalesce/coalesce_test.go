@@ -290,3 +290,39 @@ func TestCallerLeaves(t *testing.T) {
 		t.Errorf("after the caller left: %d, %v, fetch ctx %v; want 5, nil, nil", v, err, fetchErr)
 	}
 }
+
+// TestAnswersLeaveAtTheirBound: an answer is dropped once older than the longest bound it was
+// asked with; a full cache drops such answers before it evicts one that may still serve.
+func TestAnswersLeaveAtTheirBound(t *testing.T) {
+	c, clk := newCache(t, 3, time.Hour)
+	var f counter
+	keyN := func(s string) Key { k := key; k.Query += s; return k }
+	for _, step := range []struct {
+		key   string
+		bound time.Duration
+	}{{"a", time.Minute}, {"b", time.Second}, {"c", time.Minute}} {
+		if _, _, _, err := c.Get(context.Background(), keyN(step.key), step.bound, f.fetch); err != nil {
+			t.Fatal(err)
+		}
+		clk.Add(time.Second)
+	}
+	clk.Add(2 * time.Second) // b, asked for with 1s, serves no one now; a and c still may
+	if _, _, _, err := c.Get(context.Background(), keyN("d"), time.Minute, f.fetch); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a", "c", "d"} {
+		if _, _, how, _ := c.Get(context.Background(), keyN(k), time.Minute, f.fetch); how != Hit {
+			t.Errorf("%s: %s, want hit (b should have gone first)", k, how)
+		}
+	}
+	if c.Len() != 3 {
+		t.Errorf("%d entries, want 3", c.Len())
+	}
+	clk.Add(time.Minute + 1) // past every bound a, c and d were asked with
+	if _, _, _, err := c.Get(context.Background(), keyN("e"), time.Second, f.fetch); err != nil {
+		t.Fatal(err)
+	}
+	if c.Len() != 1 {
+		t.Errorf("%d entries past their bounds, want 1: each answer left at its bound", c.Len())
+	}
+}
