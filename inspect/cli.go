@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/config"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/coalesce"
 	"github.com/promql-adapter/promql-adapter/inspect/pavalues"
 	"github.com/promql-adapter/promql-adapter/naming"
 	"github.com/promql-adapter/promql-adapter/naming/pacompat"
@@ -167,7 +168,8 @@ func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "explain:", err)
 		return ExitUsage
 	}
-	p := adapter.NewProvider(adapter.Options{Querier: q}, rules)
+	// A coalescing cache, so that a rule's freshness shapes the query as the server's does.
+	p := adapter.NewProvider(adapter.Options{Querier: q, Coalesce: coalesce.New[[]adapter.Sample](1, naming.MaxFreshness)}, rules)
 	if p.HasDiscovery() {
 		if err := p.Discover(ctx, f.lookback, f.lookback); err != nil {
 			fmt.Fprintln(stderr, "explain: discovery:", err)

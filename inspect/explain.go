@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/prometheus/common/model"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
@@ -84,7 +85,7 @@ func explainCustom(req *request, s *served, p *adapter.Provider) (Explanation, e
 		return Explanation{}, fmt.Errorf("explain %s: metric %q describes %s, which are %s", req.raw, req.metric, m.Resource.GroupResource, how)
 	}
 	sel := naming.Selection{Namespace: req.namespace, Selector: req.metricSel}
-	if req.name != "*" {
+	if req.name != "*" && !sharedByRule(m) {
 		sel.Names = []string{req.name}
 	}
 	query, err := m.Build(sel)
@@ -171,6 +172,13 @@ func finish(x Explanation, e *entry, req *request) Explanation {
 	if m.Fallback != nil {
 		x.Notes = append(x.Notes, fmt.Sprintf("while Prometheus fails, %s is served instead (fallback)", m.Fallback))
 	}
+	switch {
+	case sharedByRule(m):
+		x.Notes = append(x.Notes, fmt.Sprintf("coalesced (the rule's freshness, %s): the requests for this metric, %s and metric selector share one answer to this query, "+
+			"no older than %s, each filtered to its own objects; promql_adapter_coalesced_answer_age_seconds counts the age served", model.Duration(*m.Freshness), scope(req), model.Duration(*m.Freshness)))
+	case m.Freshness != nil:
+		x.Notes = append(x.Notes, "never coalesced (the rule's freshness is 0s): every request runs its own query")
+	}
 	if len(req.ignored) > 0 {
 		x.Notes = append(x.Notes, fmt.Sprintf("query parameters the adapter does not read: %s", strings.Join(req.ignored, ", ")))
 	}
@@ -182,6 +190,12 @@ func scope(req *request) string {
 		return "the cluster"
 	}
 	return "namespace " + req.namespace
+}
+
+// sharedByRule reports whether the rule itself turns coalescing on for m (see server's
+// --coalesce-freshness for the default, which Explain does not know).
+func sharedByRule(m *naming.Metric) bool {
+	return m.Freshness != nil && *m.Freshness > 0 && !m.NeedsNames
 }
 
 // ruleText names the rule a metric comes from, e.g. "metrics[4] (discover)".

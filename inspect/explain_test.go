@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/coalesce"
 	"github.com/promql-adapter/promql-adapter/internal/testutil"
 	"github.com/promql-adapter/promql-adapter/naming"
 	"github.com/promql-adapter/promql-adapter/server"
@@ -234,6 +235,21 @@ func TestExplain(t *testing.T) {
 					query: `sum by (namespace, deployment) (queue_messages_ready{namespace="shop"})`,
 				},
 				{
+					name:  "one pod of a coalesced rule: the namespace-wide query, shared",
+					path:  "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/web-1/elu_shared?metricLabelSelector=code=200",
+					query: `avg by (namespace, pod) (elu_utilization{code="200",namespace="shop"})`,
+				},
+				{
+					name:  "one pod of a rule that is never coalesced",
+					path:  "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/web-1/elu_fresh",
+					query: `max by (namespace, pod) (elu_utilization{namespace="shop",pod="web-1"})`,
+				},
+				{
+					name:  "a coalesced external metric",
+					path:  "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_shared?labelSelector=queue=orders",
+					query: `sum by (queue) (queue_messages_ready{namespace="shop",queue="orders"})`,
+				},
+				{
 					name:    "a node asked for under a namespace",
 					path:    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/nodes/node-a/node_load",
 					wantErr: "cluster-scoped; ask without a namespace",
@@ -254,7 +270,7 @@ func TestExplain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := adapter.NewProvider(adapter.Options{Querier: client}, rules)
+			p := adapter.NewProvider(adapter.Options{Querier: client, Coalesce: coalesce.New[[]adapter.Sample](100, naming.MaxFreshness)}, rules)
 			if err := p.Discover(ctx, 10*time.Minute, 10*time.Minute); err != nil {
 				t.Fatal(err)
 			}
