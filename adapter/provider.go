@@ -413,10 +413,9 @@ func (p *Provider) metricBySelector(ctx context.Context, namespace string, selec
 			return &custom_metrics.MetricValueList{}, nil
 		}
 		key := wideKey(m, namespace, sel)
-		last, known := p.wide.get(key, p.opts.Now())
 		if p.freshness(m) > 0 {
 			wideKeyFor = key // one namespace-wide answer, shared by every selection's request, filtered to these
-		} else if NameObjects(regexBytes(names), len(names), total, p.opts.NameBudget, p.opts.MaxRegexBytes, last, known) {
+		} else if last, known := p.wide.get(key, p.opts.Now()); NameObjects(regexBytes(names), len(names), total, p.opts.NameBudget, p.opts.MaxRegexBytes, last, known) {
 			sel.Names = names
 		} else if m.NeedsNames {
 			return p.namedInParts(ctx, m, sel, names) // its query must name every object: split past the cap
