@@ -27,6 +27,9 @@ func TestValidate(t *testing.T) {
 		{"config is required", func(o *Options) { o.TrustLoopback, o.RulesFile = true, "" }, "--config is required"},
 		{"bad header", func(o *Options) { o.TrustLoopback, o.PrometheusHeaders = true, []string{"X-Scope-OrgID"} }, "want Name=Value"},
 		{"max age below relist", func(o *Options) { o.TrustLoopback, o.SeriesMaxAge = true, 1 }, "--series-max-age"},
+		{"negative query limit", func(o *Options) { o.TrustLoopback, o.PrometheusMaxInFlight = true, -1 }, "--prometheus-max-inflight (-1)"},
+		{"negative queue", func(o *Options) { o.TrustLoopback, o.PrometheusMaxQueue = true, -5 }, "--prometheus-max-queue (-5) cannot be negative"},
+		{"no query limit", func(o *Options) { o.TrustLoopback, o.PrometheusMaxInFlight, o.PrometheusMaxQueue = true, 0, 0 }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
