@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/promql-adapter/promql-adapter/naming"
+	"github.com/promql-adapter/promql-adapter/querylimit"
 )
 
 // Querier runs PromQL against a Prometheus-compatible HTTP API.
@@ -60,6 +61,9 @@ type PrometheusConfig struct {
 	// Verb is the HTTP method of queries and discovery calls: POST (also when empty) falls back
 	// to GET, for good, once Prometheus answers a POST with 405 or 501; GET sends every call by GET.
 	Verb string
+	// Limit bounds the queries in flight and waiting; nil does not limit. Discovery calls,
+	// which run in the background at an interval, are not limited.
+	Limit *querylimit.Limiter
 }
 
 // LoadHTTPClientConfig reads a Prometheus HTTP client config file (the http_config
@@ -93,6 +97,7 @@ type PromClient struct {
 	group            singleflight.Group
 	metrics          *Metrics
 	verb             *verbTransport
+	limit            *querylimit.Limiter
 }
 
 // NewPromClient builds a client from cfg; metrics may be nil.
@@ -121,7 +126,7 @@ func NewPromClient(cfg PrometheusConfig, metrics *Metrics) (*PromClient, error) 
 		dtimeout = 30 * time.Second
 	}
 	return &PromClient{api: promv1.NewAPI(client), http: &http.Client{Transport: rt}, queryURL: client.URL("/api/v1/query", nil).String(),
-		gzip: cfg.Compression, timeout: timeout, discoveryTimeout: dtimeout, metrics: metrics, verb: rt}, nil
+		gzip: cfg.Compression, timeout: timeout, discoveryTimeout: dtimeout, metrics: metrics, verb: rt, limit: cfg.Limit}, nil
 }
 
 // Query implements Querier. Concurrent identical queries share one request to Prometheus.
@@ -150,9 +155,14 @@ func (c *PromClient) query(ctx context.Context, query, label string, all bool) (
 	}
 	ch := c.group.DoChan(key, func() (any, error) {
 		// Detached from any one caller, so a caller that gives up does not fail the others;
-		// the timeout still bounds it.
+		// the timeout still bounds it, the wait for a query slot included.
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
+		release, err := c.limit.Acquire(qctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		start := time.Now()
 		samples, err := c.instant(qctx, query, label, all)
 		c.metrics.observeQuery(time.Since(start), err)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/promql-adapter/promql-adapter/coalesce"
 	"github.com/promql-adapter/promql-adapter/naming"
+	"github.com/promql-adapter/promql-adapter/querylimit"
 )
 
 // Options configures a Provider.
@@ -587,6 +588,13 @@ func (p *Provider) external(ctx context.Context, namespace string, metricSelecto
 // queryFailed turns a Prometheus failure into a status that says what failed: 500 when
 // Prometheus rejected the rule's query, 503 when it was slow, down or failing.
 func (p *Provider) queryFailed(m *naming.Metric, query string, err error) error {
+	var shed *querylimit.ShedError
+	if errors.As(err, &shed) {
+		klog.V(2).InfoS("query shed", "metric", m.Name, "rule", m.RuleIndex, "err", err)
+		st := newStatus(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "metric %q: %v", m.Name, err)
+		st.ErrStatus.Details = &metav1.StatusDetails{RetryAfterSeconds: 1}
+		return st
+	}
 	klog.V(1).InfoS("prometheus query failed", "metric", m.Name, "rule", m.RuleIndex, "query", query, "err", err)
 	if rejected(err) {
 		return newStatus(http.StatusInternalServerError, metav1.StatusReasonInternalError,

@@ -31,6 +31,8 @@ import (
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 	aggscheme "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset/scheme"
+
+	"github.com/promql-adapter/promql-adapter/leaderlock"
 )
 
 // Event reasons the controller records on an APIService.
@@ -324,8 +326,7 @@ func (c *Controller) disown(ctx context.Context, a *apiregv1.APIService) error {
 // elect campaigns for the Lease until ctx ends; a term enqueues every APIService and, every Resync, keeps the
 // Secret and checks them again.
 func (c *Controller) elect(ctx context.Context) {
-	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, c.o.Service.Namespace, c.o.Lease,
-		c.kube.CoreV1(), c.kube.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: c.o.Identity})
+	lock, err := c.lock()
 	if err != nil {
 		klog.ErrorS(err, "apiservice leader election")
 		return
@@ -355,6 +356,16 @@ func (c *Controller) elect(ctx context.Context) {
 		case <-time.After(c.o.RetryPeriod):
 		}
 	}
+}
+
+// lock is the election's Lease, whose release never clears another replica's hold (package leaderlock).
+func (c *Controller) lock() (*leaderlock.Lock, error) {
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, c.o.Service.Namespace, c.o.Lease,
+		c.kube.CoreV1(), c.kube.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: c.o.Identity})
+	if err != nil {
+		return nil, err
+	}
+	return leaderlock.Wrap(lock), nil
 }
 
 // lead is one term: keep the Secret, claim every APIService, and again every Resync, until the term ends.

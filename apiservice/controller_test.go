@@ -17,10 +17,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggfake "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset/fake"
 	"k8s.io/utils/ptr"
+
+	"github.com/promql-adapter/promql-adapter/leaderlock"
 )
 
 const extName = "v1beta1.external.metrics.k8s.io"
@@ -325,4 +328,33 @@ func TestControllerFailover(t *testing.T) {
 		x, _ := agg.ApiregistrationV1().APIServices().Get(context.Background(), extName, metav1.GetOptions{})
 		return b.Leading() && x.Spec.Service.Namespace == ours.Namespace, fmt.Sprintf("leading %v, %s", b.Leading(), x.Spec.Service.Namespace)
 	})
+}
+
+// TestControllerLeavesAnotherHoldersLease: the controller's election releases only its own Lease. client-go's
+// release writes an empty holder whenever its stale record of the last term says it leads; the Lease a standby took
+// over after an outage stays the standby's (see package leaderlock).
+func TestControllerLeavesAnotherHoldersLease(t *testing.T) {
+	ctx := context.Background()
+	kube := kubefake.NewClientset()
+	leaseHeldBy(t, kube, "replica-b")
+	c, err := New(kube, aggfake.NewClientset(), fastOptions(extName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, err := c.lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := lock.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// What client-go's release writes.
+	err = lock.Update(ctx, resourcelock.LeaderElectionRecord{LeaseDurationSeconds: 1, RenewTime: metav1.Now(), AcquireTime: metav1.Now()})
+	lease, gerr := kube.CoordinationV1().Leases(ours.Namespace).Get(ctx, "promql-adapter-apiservices", metav1.GetOptions{})
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	if got := ptr.Deref(lease.Spec.HolderIdentity, ""); !errors.Is(err, leaderlock.ErrHeldElsewhere) || got != "replica-b" {
+		t.Fatalf("releasing replica-b's Lease: err %v, holder now %q; want ErrHeldElsewhere and replica-b kept", err, got)
+	}
 }

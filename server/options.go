@@ -40,8 +40,12 @@ type Options struct {
 	PrometheusCompression  bool          // ask Prometheus for gzip answers
 	// PrometheusVerb is the HTTP method of queries and discovery calls: POST (also when empty)
 	// falls back to GET for good on a 405 or 501; GET sends every call by GET (--prometheus-verb).
-	PrometheusVerb      string
-	ResponseCompression bool // gzip answers past 128 KiB to clients that accept it (k8s.io/apiserver's APIResponseCompression)
+	PrometheusVerb string
+	// PrometheusMaxInFlight and PrometheusMaxQueue bound the queries running and waiting; past
+	// them a request gets a 503 at once (0 in-flight: no limit).
+	PrometheusMaxInFlight int
+	PrometheusMaxQueue    int
+	ResponseCompression   bool // gzip answers past 128 KiB to clients that accept it (k8s.io/apiserver's APIResponseCompression)
 
 	RulesReloadInterval  time.Duration
 	SeriesRelistInterval time.Duration
@@ -76,18 +80,20 @@ type Options struct {
 // NewOptions returns the defaults.
 func NewOptions() *Options {
 	o := &Options{
-		Server:               options.NewCustomMetricsAdapterServerOptions(),
-		PrometheusURL:        "http://127.0.0.1:9090",
-		PrometheusTimeout:    5 * time.Second,
-		DiscoveryTimeout:     30 * time.Second,
-		RulesReloadInterval:  time.Second,
-		RulesFormat:          FormatAuto,
-		SeriesRelistInterval: time.Minute,
-		SeriesMaxAge:         10 * time.Minute,
-		ClientQPS:            50,
-		ClientBurst:          100,
-		InformerSyncTimeout:  adapter.DefaultSyncTimeout,
-		Coalesce:             CoalesceOptions{MaxEntries: defaultCoalesceEntries},
+		Server:                options.NewCustomMetricsAdapterServerOptions(),
+		PrometheusURL:         "http://127.0.0.1:9090",
+		PrometheusTimeout:     5 * time.Second,
+		PrometheusMaxInFlight: 20,
+		PrometheusMaxQueue:    200,
+		DiscoveryTimeout:      30 * time.Second,
+		RulesReloadInterval:   time.Second,
+		RulesFormat:           FormatAuto,
+		SeriesRelistInterval:  time.Minute,
+		SeriesMaxAge:          10 * time.Minute,
+		ClientQPS:             50,
+		ClientBurst:           100,
+		InformerSyncTimeout:   adapter.DefaultSyncTimeout,
+		Coalesce:              CoalesceOptions{MaxEntries: defaultCoalesceEntries},
 	}
 	o.Server.SecureServing.ServerCert.CertDirectory = "" // self-signed certs stay in memory unless --cert-dir is given
 	// /debug/pprof and /debug/flags only when asked for (--profiling).
@@ -122,6 +128,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.PrometheusInsecure, "prometheus-insecure-skip-tls-verify", false, "do not verify Prometheus's serving certificate")
 	fs.StringArrayVar(&o.PrometheusHeaders, "prometheus-header", nil, "Name=Value header sent to Prometheus, e.g. X-Scope-OrgID=tenant-a (repeatable)")
 	fs.DurationVar(&o.PrometheusTimeout, "prometheus-timeout", o.PrometheusTimeout, "bound on every Prometheus query; a request that hits it gets a 503")
+	fs.IntVar(&o.PrometheusMaxInFlight, "prometheus-max-inflight", o.PrometheusMaxInFlight,
+		"queries that run against Prometheus at once (identical ones count once); more wait in a queue, within --prometheus-timeout; 0 means no limit")
+	fs.IntVar(&o.PrometheusMaxQueue, "prometheus-max-queue", o.PrometheusMaxQueue,
+		"queries that may wait for a --prometheus-max-inflight slot; past it a request gets a 503 at once saying the adapter is shedding load")
 	fs.BoolVar(&o.PrometheusCompression, "prometheus-compression", false,
 		"ask Prometheus for gzip-compressed answers: less traffic when Prometheus is far away, more CPU on both sides (leave off on loopback or within a node)")
 	fs.BoolVar(&o.ResponseCompression, "response-compression", false,
@@ -171,6 +181,9 @@ func (o *Options) Validate() error {
 	}
 	if _, err := o.headers(); err != nil {
 		errs = append(errs, err)
+	}
+	if o.PrometheusMaxInFlight < 0 || o.PrometheusMaxQueue < 0 {
+		errs = append(errs, fmt.Errorf("--prometheus-max-inflight (%d) and --prometheus-max-queue (%d) cannot be negative", o.PrometheusMaxInFlight, o.PrometheusMaxQueue))
 	}
 	if o.APIs != nil {
 		errs = append(errs, validateAPIs(o.APIs))

@@ -33,6 +33,9 @@ func TestValidate(t *testing.T) {
 		{"coalesce-freshness above the maximum", func(o *Options) { o.TrustLoopback, o.Coalesce.Freshness = true, 5*time.Minute+1 }, "--coalesce-freshness 5m0.000000001s: want 0 (off) up to 5m"},
 		{"negative coalesce-freshness", func(o *Options) { o.TrustLoopback, o.Coalesce.Freshness = true, -time.Second }, "--coalesce-freshness -1s"},
 		{"no coalescing entries", func(o *Options) { o.TrustLoopback, o.Coalesce.MaxEntries = true, 0 }, "--coalesce-max-entries must be at least 1"},
+		{"negative query limit", func(o *Options) { o.TrustLoopback, o.PrometheusMaxInFlight = true, -1 }, "--prometheus-max-inflight (-1)"},
+		{"negative queue", func(o *Options) { o.TrustLoopback, o.PrometheusMaxQueue = true, -5 }, "--prometheus-max-queue (-5) cannot be negative"},
+		{"no query limit", func(o *Options) { o.TrustLoopback, o.PrometheusMaxInFlight, o.PrometheusMaxQueue = true, 0, 0 }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,6 +35,7 @@ import (
 
 	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/naming"
+	"github.com/promql-adapter/promql-adapter/querylimit"
 	"github.com/promql-adapter/promql-adapter/resourcemetrics"
 	resourceopenapi "github.com/promql-adapter/promql-adapter/resourcemetrics/openapi"
 )
@@ -113,6 +114,7 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
+	promCfg.Limit = querylimit.New(querylimit.Config{MaxInFlight: o.PrometheusMaxInFlight, MaxQueue: o.PrometheusMaxQueue}, reg)
 	prom, err := adapter.NewPromClient(promCfg, metrics)
 	if err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
+
+	"github.com/promql-adapter/promql-adapter/leaderlock"
 )
 
 // errLostLeadership cancels what a replica was doing when its term as leader ends.
@@ -112,67 +114,6 @@ func (l *Leadership) end(err error) {
 	l.mu.Unlock()
 }
 
-// renewLock records when this replica last wrote the Lease as its holder, and refuses to release a Lease that
-// another replica holds: client-go's release reads the Lease, then writes an empty holder if its own, possibly
-// stale, record of the last term says it leads; after an outage that would clear the Lease of the replica that
-// took over, with the read's current resourceVersion, so the API server accepts it.
-type renewLock struct {
-	resourcelock.Interface
-	mu        sync.Mutex
-	renewedAt time.Time
-	holder    string // the holder the last successful Get read
-}
-
-// errHeldElsewhere refuses a release of a Lease another replica holds.
-var errHeldElsewhere = errors.New("not releasing the Lease: another replica holds it")
-
-func (l *renewLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
-	ler, raw, err := l.Interface.Get(ctx)
-	if err == nil && ler != nil {
-		l.mu.Lock()
-		l.holder = ler.HolderIdentity
-		l.mu.Unlock()
-	}
-	return ler, raw, err
-}
-
-func (l *renewLock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord) error {
-	sent := time.Now()
-	err := l.Interface.Create(ctx, ler)
-	l.record(err, ler, sent)
-	return err
-}
-
-func (l *renewLock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord) error {
-	if ler.HolderIdentity == "" {
-		l.mu.Lock()
-		holder := l.holder
-		l.mu.Unlock()
-		if holder != "" && holder != l.Identity() {
-			return fmt.Errorf("%w (%s)", errHeldElsewhere, holder)
-		}
-	}
-	sent := time.Now()
-	err := l.Interface.Update(ctx, ler)
-	l.record(err, ler, sent)
-	return err
-}
-
-func (l *renewLock) record(err error, ler resourcelock.LeaderElectionRecord, sent time.Time) {
-	if err != nil || ler.HolderIdentity != l.Identity() {
-		return
-	}
-	l.mu.Lock()
-	l.renewedAt = sent // the request's start: the Lease cannot have been renewed later than that
-	l.mu.Unlock()
-}
-
-func (l *renewLock) lastRenew() time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.renewedAt
-}
-
 // Elect campaigns for the Lease until ctx ends, and again every time a term ends (client-go's
 // LeaderElector.Run returns after one failed renewal). Each term's context ends when client-go
 // ends it or as soon as the Lease has gone unrenewed for RenewDeadline, whichever is first: client-go
@@ -182,7 +123,7 @@ func (l *renewLock) lastRenew() time.Time {
 // onStart, if set, runs at the start of every term.
 func Elect(ctx context.Context, lock resourcelock.Interface, timing ElectionTiming, l *Leadership, onStart func()) error {
 	timing = timing.withDefaults()
-	rl := &renewLock{Interface: lock}
+	rl := leaderlock.Wrap(lock)
 	id := lock.Identity()
 	for {
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
@@ -224,9 +165,9 @@ func Elect(ctx context.Context, lock resourcelock.Interface, timing ElectionTimi
 }
 
 // watchRenewals ends the term once the Lease has gone unrenewed for renewDeadline.
-func watchRenewals(term context.Context, cancel context.CancelCauseFunc, rl *renewLock, renewDeadline time.Duration) {
+func watchRenewals(term context.Context, cancel context.CancelCauseFunc, rl *leaderlock.Lock, renewDeadline time.Duration) {
 	for {
-		left := time.Until(rl.lastRenew().Add(renewDeadline))
+		left := time.Until(rl.LastRenew().Add(renewDeadline))
 		if left <= 0 {
 			klog.InfoS("lease not renewed in time: no longer acting", "lease", rl.Describe(), "renewDeadline", renewDeadline)
 			cancel(errLostLeadership)

@@ -31,7 +31,7 @@ var subcommands = []struct {
 var groups = []help.Group{
 	{Title: "Rules", Names: []string{"config", "config-format", "strict", "config-reload-interval", "series-relist-interval", "series-max-age", "discovery-timeout"}},
 	{Title: "Prometheus", Names: []string{"prometheus-url", "prometheus-client-config", "prometheus-ca-file", "prometheus-token-file",
-		"prometheus-insecure-skip-tls-verify", "prometheus-header", "prometheus-timeout", "prometheus-compression"}},
+		"prometheus-insecure-skip-tls-verify", "prometheus-header", "prometheus-timeout", "prometheus-max-inflight", "prometheus-max-queue", "prometheus-compression"}},
 	{Title: "Coalescing (one query for many HPAs)", Names: server.CoalesceFlagNames},
 	{Title: "Kubernetes", Names: []string{"lister-kubeconfig", "client-qps", "client-burst", "informer-sync-timeout"}},
 	{Title: "Serving", Names: []string{"apis", "trust-loopback", "response-compression", "secure-port", "bind-address", "cert-dir", "tls-cert-file", "tls-private-key-file"}},

@@ -157,6 +157,7 @@ var foreignFlags = map[string]string{
 	"--enable-aggregator-routing":    "kube-apiserver",
 	"--feature-gates":                "kube-apiserver, kube-controller-manager",
 	"--web.config.file":              "prometheus",
+	"--query.max-concurrency":        "prometheus",
 	"--enable-cert-rotation":         "KEDA",
 	"--metrics-service-bind-address": "KEDA",
 	"--metrics-service-address":      "KEDA",
