@@ -17,8 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	promlabels "github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -29,6 +31,7 @@ import (
 	"github.com/promql-adapter/promql-adapter/coalesce"
 	"github.com/promql-adapter/promql-adapter/naming"
 	"github.com/promql-adapter/promql-adapter/naming/pacompat"
+	"github.com/promql-adapter/promql-adapter/querylimit"
 )
 
 const coalesceRules = `metrics:
@@ -571,5 +574,45 @@ promql_adapter_coalesced_requests_total{result="hit"} 2
 promql_adapter_coalesced_requests_total{result="miss"} 1
 `)); err != nil {
 		t.Error(err)
+	}
+}
+
+// shedQuerier sheds every query while shed is set, as querylimit does when Prometheus is saturated.
+type shedQuerier struct {
+	recordingQuerier
+	shed atomic.Bool
+}
+
+func (q *shedQuerier) Query(ctx context.Context, query string) (model.Vector, error) {
+	_, _ = q.recordingQuerier.Query(ctx, query) // records it
+	if q.shed.Load() {
+		return nil, &querylimit.ShedError{Backend: "default", MaxInFlight: 1}
+	}
+	return model.Vector{{Metric: model.Metric{"namespace": "shop", "pod": "web-1"}, Value: 1, Timestamp: 1700000000500}}, nil
+}
+
+// TestCoalescingShedIsNotKept: a shed query gives a coalesced request the same fast 503 with
+// Retry-After a fresh one gets, and is not kept: the next request queries again.
+func TestCoalescingShedIsNotKept(t *testing.T) {
+	rules := testRules(t)
+	for _, coalescing := range []bool{false, true} {
+		q := &shedQuerier{}
+		q.shed.Store(true)
+		opts := Options{Querier: q, Now: newTestClock().Now}
+		if coalescing {
+			opts.Coalesce, opts.Freshness = coalesce.New[[]Sample](10, time.Minute), time.Minute
+		}
+		p := NewProvider(opts, rules)
+		_, err := p.GetMetricByName(ctxBg, nsName("shop", "web-1"), eluInfo, nameless)
+		var se *apierrors.StatusError
+		if !errors.As(err, &se) || se.ErrStatus.Code != 503 || se.ErrStatus.Details == nil || se.ErrStatus.Details.RetryAfterSeconds != 1 ||
+			!strings.Contains(se.ErrStatus.Message, "shedding load") {
+			t.Errorf("coalescing %v: %v, want a 503 with Retry-After 1 that says the adapter sheds", coalescing, err)
+		}
+		q.shed.Store(false)
+		v, err := p.GetMetricByName(ctxBg, nsName("shop", "web-1"), eluInfo, nameless)
+		if err != nil || v.Value.String() != "1" || len(q.asked()) != 2 {
+			t.Errorf("coalescing %v, after shedding: %v, %v, %d queries; want 1 from a second query", coalescing, v, err, len(q.asked()))
+		}
 	}
 }
