@@ -71,7 +71,7 @@ func (b *blockingProm) counts() (now, peak, total int) {
 func limitedProvider(t *testing.T, url string, timeout time.Duration, inflight, queue int) *Provider {
 	t.Helper()
 	m := NewMetrics(prometheus.NewRegistry())
-	limit := querylimit.New(querylimit.Config{MaxInFlight: inflight, MaxQueue: queue}, prometheus.NewRegistry())
+	limit := querylimit.New(querylimit.Config{MaxInFlight: inflight, MaxQueue: queue}, querylimit.NewMetrics(prometheus.NewRegistry()))
 	q, err := NewPromClient(PrometheusConfig{URL: url, Timeout: timeout, Limit: limit}, m)
 	if err != nil {
 		t.Fatal(err)

@@ -28,7 +28,49 @@ type Limiter struct {
 
 	inflight prometheus.Gauge
 	waiting  prometheus.Gauge
+	shedFull prometheus.Counter // reason queue_full
+	shedLate prometheus.Counter // reason deadline
+}
+
+// Metrics are the limiters' metrics, one series per backend; register them once with NewMetrics
+// and hand them to every New, so a rebuilt backend's limiter reuses its series.
+type Metrics struct {
+	inflight *prometheus.GaugeVec
+	waiting  *prometheus.GaugeVec
 	shed     *prometheus.CounterVec
+}
+
+// NewMetrics builds the limiters' metrics and registers them on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "promql_adapter_backend_queries_in_flight",
+			Help: "Queries running against the backend now.",
+		}, []string{"backend"}),
+		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "promql_adapter_backend_queue_depth",
+			Help: "Queries waiting for a slot to the backend (--prometheus-max-queue, or the backend's maxQueue, bounds it).",
+		}, []string{"backend"}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promql_adapter_backend_queries_shed_total",
+			Help: "Queries refused with a 503 because the backend's slots were busy: reason queue_full (refused at once) or deadline (queued until the query's deadline).",
+		}, []string{"backend", "reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.inflight, m.waiting, m.shed)
+	}
+	return m
+}
+
+// Forget drops a backend's series, for a backend no longer declared. A limiter still running
+// queries keeps counting on series that are no longer exported.
+func (m *Metrics) Forget(backend string) {
+	if m == nil {
+		return
+	}
+	m.inflight.DeleteLabelValues(backend)
+	m.waiting.DeleteLabelValues(backend)
+	m.shed.DeletePartialMatch(prometheus.Labels{"backend": backend})
 }
 
 // ShedError is a query refused because the backend's slots and queue were full, or because no
@@ -42,48 +84,41 @@ type ShedError struct {
 }
 
 func (e *ShedError) Error() string {
-	if e.Waited {
-		return fmt.Sprintf("the adapter is shedding load: no query slot for backend %q freed up before the deadline (%d queries in flight, the most --prometheus-max-inflight allows; more queued): %v",
-			e.Backend, e.MaxInFlight, e.Cause)
+	inflight, queue := "--prometheus-max-inflight", "--prometheus-max-queue"
+	if e.Backend != "default" {
+		inflight, queue = "its maxInFlight", "its maxQueue"
 	}
-	return fmt.Sprintf("the adapter is shedding load: backend %q has %d queries in flight and %d waiting, the most --prometheus-max-inflight and --prometheus-max-queue allow",
-		e.Backend, e.MaxInFlight, e.MaxQueue)
+	if e.Waited {
+		return fmt.Sprintf("the adapter is shedding load: no query slot for backend %q freed up before the deadline (%d queries in flight, the most %s allows; more queued): %v",
+			e.Backend, e.MaxInFlight, inflight, e.Cause)
+	}
+	return fmt.Sprintf("the adapter is shedding load: backend %q has %d queries in flight and %d waiting, the most %s and %s allow",
+		e.Backend, e.MaxInFlight, e.MaxQueue, inflight, queue)
 }
 
 // Unwrap is the context's error for a query that waited until its deadline.
 func (e *ShedError) Unwrap() error { return e.Cause }
 
-// New builds a Limiter and registers its metrics on reg (nil: not registered).
-func New(cfg Config, reg prometheus.Registerer) *Limiter {
+// New builds a Limiter whose metrics are cfg.Backend's series of m (nil: a private, unregistered set).
+func New(cfg Config, m *Metrics) *Limiter {
 	if cfg.Backend == "" {
 		cfg.Backend = "default"
 	}
 	if cfg.MaxQueue < 0 {
 		cfg.MaxQueue = 0
 	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
 	l := &Limiter{cfg: cfg}
 	if cfg.MaxInFlight > 0 {
 		l.slots = make(chan struct{}, cfg.MaxInFlight)
 		l.queue = make(chan struct{}, cfg.MaxQueue)
 	}
-	labels := prometheus.Labels{"backend": cfg.Backend}
-	l.inflight = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "promql_adapter_backend_queries_in_flight", ConstLabels: labels,
-		Help: "Queries running against the backend now.",
-	})
-	l.waiting = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "promql_adapter_backend_queue_depth", ConstLabels: labels,
-		Help: "Queries waiting for a slot to the backend (--prometheus-max-queue bounds it).",
-	})
-	l.shed = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "promql_adapter_backend_queries_shed_total", ConstLabels: labels,
-		Help: "Queries refused with a 503 because the backend's slots were busy: reason queue_full (refused at once) or deadline (queued until the query's deadline).",
-	}, []string{"reason"})
-	l.shed.WithLabelValues("queue_full")
-	l.shed.WithLabelValues("deadline")
-	if reg != nil {
-		reg.MustRegister(l.inflight, l.waiting, l.shed)
-	}
+	l.inflight = m.inflight.WithLabelValues(cfg.Backend)
+	l.waiting = m.waiting.WithLabelValues(cfg.Backend)
+	l.shedFull = m.shed.WithLabelValues(cfg.Backend, "queue_full")
+	l.shedLate = m.shed.WithLabelValues(cfg.Backend, "deadline")
 	return l
 }
 
@@ -101,7 +136,7 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	select {
 	case l.queue <- struct{}{}:
 	default:
-		l.shed.WithLabelValues("queue_full").Inc()
+		l.shedFull.Inc()
 		return nil, &ShedError{Backend: l.cfg.Backend, MaxInFlight: l.cfg.MaxInFlight, MaxQueue: l.cfg.MaxQueue}
 	}
 	l.waiting.Inc()
@@ -113,7 +148,7 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	case l.slots <- struct{}{}:
 		return l.taken(), nil
 	case <-ctx.Done():
-		l.shed.WithLabelValues("deadline").Inc()
+		l.shedLate.Inc()
 		return nil, &ShedError{Backend: l.cfg.Backend, MaxInFlight: l.cfg.MaxInFlight, MaxQueue: l.cfg.MaxQueue, Waited: true, Cause: ctx.Err()}
 	}
 }

@@ -94,7 +94,7 @@ func TestAcquire(t *testing.T) {
 // at most MaxQueue wait, the rest are shed, and once the slots free up queries run again.
 func TestNeverPastTheLimit(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	l := New(Config{MaxInFlight: 3, MaxQueue: 5, Backend: "b"}, reg)
+	l := New(Config{MaxInFlight: 3, MaxQueue: 5, Backend: "b"}, NewMetrics(reg))
 	unblock := make(chan struct{})
 	var mu sync.Mutex
 	running, peak, ran, shedQueue := 0, 0, 0, 0
@@ -143,7 +143,7 @@ func TestNeverPastTheLimit(t *testing.T) {
 	if got := testutil.ToFloat64(l.waiting); got != 5 {
 		t.Errorf("queue depth metric %v, want 5", got)
 	}
-	if got := testutil.ToFloat64(l.shed.WithLabelValues("queue_full")); got != 32 {
+	if got := testutil.ToFloat64(l.shedFull); got != 32 {
 		t.Errorf("shed metric %v, want 32", got)
 	}
 	close(unblock)
@@ -172,4 +172,43 @@ func TestNilLimiterDoesNotLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	release()
+}
+
+// TestRebuiltLimiterSharesItsSeries: limiters built again for the same backend (a rule reload
+// rebuilds a changed backend) reuse the backend's series instead of registering new ones, which
+// would panic; Forget drops a backend's series and a forgotten limiter no longer changes them.
+func TestRebuiltLimiterSharesItsSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	old := New(Config{MaxInFlight: 2, Backend: "b"}, m)
+	release, err := old.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebuilt := New(Config{MaxInFlight: 4, Backend: "b"}, m) // must not panic
+	other := New(Config{MaxInFlight: 1, Backend: "c"}, m)
+	r2, err := rebuilt.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.inflight.WithLabelValues("b")); got != 2 {
+		t.Errorf("backend b in flight %v, want 2 (one query on each limiter)", got)
+	}
+	if got := testutil.ToFloat64(other.inflight); got != 0 {
+		t.Errorf("backend c in flight %v, want 0", got)
+	}
+	release()
+	r2()
+	m.Forget("c")
+	if n := testutil.CollectAndCount(m.inflight); n != 1 {
+		t.Errorf("%d in-flight series after forgetting c, want 1 (b)", n)
+	}
+	r3, err := other.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3()
+	if n := testutil.CollectAndCount(m.shed); n != 2 {
+		t.Errorf("%d shed series after forgetting c, want b's 2", n)
+	}
 }

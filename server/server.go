@@ -114,7 +114,7 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	promCfg.Limit = querylimit.New(querylimit.Config{MaxInFlight: o.PrometheusMaxInFlight, MaxQueue: o.PrometheusMaxQueue}, reg)
+	promCfg.Limit = querylimit.New(querylimit.Config{MaxInFlight: o.PrometheusMaxInFlight, MaxQueue: o.PrometheusMaxQueue}, querylimit.NewMetrics(reg))
 	prom, err := adapter.NewPromClient(promCfg, metrics)
 	if err != nil {
 		return err
