@@ -30,6 +30,7 @@ type Metric struct {
 	Fallback  *resource.Quantity
 	Freshness *time.Duration                  // bound on a shared answer's age; nil: the adapter's default, 0: never shared
 	RuleIndex int                             // position of the rule in its file
+	Backend   string                          // the declared backend its queries read; empty: the default
 	query     string                          // the PromQL with the series name substituted
 	inject    []string                        // vector selector names to inject into; empty means all
 	render    func(Selection) (string, error) // set for rule formats that render text (prometheus-adapter)
@@ -69,6 +70,7 @@ type Rules struct {
 	Templates []*Template    // discovery rules
 	Series    SeriesRules    // rules that need each series' label names (prometheus-adapter's format); may be nil
 	Resource  *ResourceRules // metrics.k8s.io (cpu and memory); nil when the file has none
+	Backends  []Backend      // the declared backends, in file order (the default one is not listed)
 	Warnings  []string       // what loads but may not do what was meant, e.g. a query part without the namespace matcher
 }
 
@@ -89,11 +91,26 @@ type SeriesRules interface {
 func Compile(cfg *Config, resolver Resolver) (*Rules, error) {
 	out := &Rules{}
 	var errs []error
+	backends, err := compileBackends(cfg.Backends)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	out.Backends = backends
+	declared := make([]string, 0, len(cfg.Backends))
+	for _, b := range cfg.Backends {
+		if b.Name != "" && b.Name != DefaultBackend && !slices.Contains(declared, b.Name) {
+			declared = append(declared, b.Name)
+		}
+	}
 	seen := map[string]int{}
 	for i := range cfg.Metrics {
 		r := &cfg.Metrics[i]
 		fail := func(field string, err error) {
 			errs = append(errs, &RuleError{Index: i, Name: r.Name, Field: field, Err: err})
+		}
+		if err := checkRuleBackend(r.Backend, declared); err != nil {
+			fail("backend", err)
+			continue
 		}
 		m, tmpl, err := compileRule(i, r, resolver)
 		if err != nil {
@@ -139,6 +156,9 @@ func compileRule(i int, r *Rule, resolver Resolver) (*Metric, *Template, error) 
 		return &RuleError{Index: i, Name: r.Name, Field: field, Err: err}
 	}
 	m := Metric{Name: r.Name, RuleIndex: i, inject: r.Inject}
+	if r.Backend != DefaultBackend {
+		m.Backend = r.Backend
+	}
 	switch {
 	case r.Resource == "":
 		return nil, nil, fail("resource", errors.New(`required: pods, services, deployments.apps, nodes, namespaces, ... or "external"`))
@@ -265,6 +285,9 @@ func (m *Metric) describes() string {
 
 // Resource is what the template's metrics describe (zero for external metrics).
 func (t *Template) Resource() Resource { return t.proto.Resource }
+
+// Backend is the declared backend the template lists series from and its metrics read; empty: the default.
+func (t *Template) Backend() string { return t.proto.Backend }
 
 // Expand returns the metric a discovered series name yields, or false when the name does not match.
 func (t *Template) Expand(series string) (*Metric, bool) {

@@ -25,6 +25,8 @@ type Config struct {
 	Metrics []Rule `json:"metrics"`
 	// Resources, when set, serve metrics.k8s.io (CPU and memory of pods and nodes).
 	Resources *ResourceConfig `json:"resources,omitempty"`
+	// Backends declares Prometheus-compatible backends besides the default one (the --prometheus-* flags).
+	Backends []BackendConfig `json:"backends,omitempty"`
 }
 
 // Rule exposes one metric from one PromQL query.
@@ -50,6 +52,8 @@ type Rule struct {
 	Freshness string `json:"freshness,omitempty"`
 	// Discover turns the rule into one metric per series name that matches.
 	Discover *Discovery `json:"discover,omitempty"`
+	// Backend names the declared backend the rule's queries (and discovery) read; empty: the default.
+	Backend string `json:"backend,omitempty"`
 }
 
 // LabelMapping names the Prometheus labels that identify an object.
@@ -100,6 +104,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	var top struct {
 		Metrics   []json.RawMessage `json:"metrics"`
 		Resources json.RawMessage   `json:"resources"`
+		Backends  json.RawMessage   `json:"backends"`
 	}
 	if err := decodeStrict(js, &top); err != nil {
 		return nil, fmt.Errorf("rule file: %w", err)
@@ -112,6 +117,11 @@ func ParseConfig(data []byte) (*Config, error) {
 		cfg.Resources = &ResourceConfig{}
 		if err := decodeStrict(top.Resources, cfg.Resources); err != nil {
 			return nil, fmt.Errorf("rule file: resources: %w", err)
+		}
+	}
+	if top.Backends != nil {
+		if err := decodeStrict(top.Backends, &cfg.Backends); err != nil {
+			return nil, fmt.Errorf("rule file: backends: %w", err)
 		}
 	}
 	var errs []error
