@@ -25,10 +25,10 @@ func (p *Provider) freshness(m *naming.Metric) time.Duration {
 
 // shared answers query from the coalescing cache: an answer whose query started at most bound
 // before now, or the answer of one fetch shared by every concurrent caller. Never across backends
-// or tenants: both are part of the key (one backend, no tenants today).
-func (p *Provider) shared(ctx context.Context, query, label string, bound time.Duration, fetch func(context.Context) ([]Sample, error)) ([]Sample, error) {
+// or tenants: both are part of the key (no tenants today).
+func (p *Provider) shared(ctx context.Context, backend, query, label string, bound time.Duration, fetch func(context.Context) ([]Sample, error)) ([]Sample, error) {
 	arrived := p.opts.Now()
-	key := coalesce.Key{Backend: coalesce.DefaultBackend, Query: query, Label: label}
+	key := coalesce.Key{Backend: backendKey(backend), Query: query, Label: label}
 	samples, at, how, err := p.opts.Coalesce.Get(ctx, key, bound, fetch)
 	if err != nil {
 		return nil, err
@@ -39,27 +39,27 @@ func (p *Provider) shared(ctx context.Context, query, label string, bound time.D
 
 // objectSamples runs m's query for an object metric, shared when sel names no objects and m's
 // answers may be shared.
-func (p *Provider) objectSamples(ctx context.Context, m *naming.Metric, sel naming.Selection, query string) ([]Sample, error) {
+func (p *Provider) objectSamples(ctx context.Context, q Querier, m *naming.Metric, sel naming.Selection, query string) ([]Sample, error) {
 	if bound := p.freshness(m); bound > 0 && sel.Names == nil {
-		return p.shared(ctx, query, m.NameLabel, bound, func(ctx context.Context) ([]Sample, error) {
-			return p.query(ctx, query, m.NameLabel)
+		return p.shared(ctx, m.Backend, query, m.NameLabel, bound, func(ctx context.Context) ([]Sample, error) {
+			return p.query(ctx, q, query, m.NameLabel)
 		})
 	}
-	return p.query(ctx, query, m.NameLabel)
+	return p.query(ctx, q, query, m.NameLabel)
 }
 
 // externalSamples runs an external metric's query with every label of each sample, shared when
 // m's answers may be shared.
-func (p *Provider) externalSamples(ctx context.Context, m *naming.Metric, query string) ([]Sample, error) {
+func (p *Provider) externalSamples(ctx context.Context, q Querier, m *naming.Metric, query string) ([]Sample, error) {
 	fetch := func(ctx context.Context) ([]Sample, error) {
-		vec, err := p.opts.Querier.Query(ctx, query)
+		vec, err := q.Query(ctx, query)
 		if err != nil {
 			return nil, err
 		}
 		return fromVector(vec), nil
 	}
 	if bound := p.freshness(m); bound > 0 {
-		return p.shared(ctx, query, "", bound, fetch)
+		return p.shared(ctx, m.Backend, query, "", bound, fetch)
 	}
 	return fetch(ctx)
 }

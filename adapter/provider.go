@@ -33,7 +33,11 @@ import (
 
 // Options configures a Provider.
 type Options struct {
+	// Querier reads the default backend (the --prometheus-* flags).
 	Querier Querier
+	// Backends reads the backends a rule file declares, for the metrics of rules that name one;
+	// nil sends every query to Querier.
+	Backends Backends
 	// Objects resolves label selectors to object names; nil runs without a cluster,
 	// answering only requests without a label selector.
 	Objects Objects
@@ -118,8 +122,8 @@ func (p *Provider) rebuild() {
 	metrics := slices.Clone(rules.Metrics)
 	pending := false
 	for _, t := range rules.Templates {
-		pending = pending || !p.listedOnce[t.Series]
-		prefix := t.Series + "\x00"
+		pending = pending || !p.listedOnce[DiscoveryKey(t)]
+		prefix := DiscoveryKey(t) + "\x00"
 		for key := range p.discovered {
 			if series, ok := strings.CutPrefix(key, prefix); ok {
 				if m, ok := t.Expand(series); ok {
@@ -169,20 +173,30 @@ func (p *Provider) Discover(ctx context.Context, lookback, maxAge time.Duration)
 	var errs []error
 	done := map[string]bool{}
 	for _, t := range rules.Templates {
-		if done[t.Series] {
+		key := DiscoveryKey(t)
+		if done[key] {
 			continue
 		}
-		done[t.Series] = true
-		names, err := p.opts.Querier.SeriesNames(ctx, t.Series, now.Add(-lookback))
+		done[key] = true
+		where := ""
+		if b := t.Backend(); b != "" {
+			where = ", backend " + b
+		}
+		q, err := p.querier(t.Backend())
 		if err != nil {
-			errs = append(errs, fmt.Errorf("discover rule %d (%s): %w", t.RuleIndex, t.Series, err))
+			errs = append(errs, fmt.Errorf("discover rule %d (%s%s): %w", t.RuleIndex, t.Series, where, err))
+			continue
+		}
+		names, err := q.SeriesNames(ctx, t.Series, now.Add(-lookback))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("discover rule %d (%s%s): %w", t.RuleIndex, t.Series, where, err))
 			continue
 		}
 		p.mu.Lock()
 		for _, n := range names {
-			p.discovered[t.Series+"\x00"+n] = now
+			p.discovered[key+"\x00"+n] = now
 		}
-		p.listedOnce[t.Series] = true
+		p.listedOnce[key] = true
 		p.mu.Unlock()
 	}
 	if rules.Series != nil {
@@ -221,14 +235,15 @@ func seriesKey(s naming.SeriesLabels) string {
 }
 
 // Discovered is a snapshot of what discovery keeps: the series names listed per discovery
-// selector (sorted), and the series listed for prometheus-adapter rules (sorted). Tools such as
+// selector (sorted; keyed by DiscoveryKey), and the series listed for prometheus-adapter rules (sorted). Tools such as
 // `check` use it to tell which rule yields which metric.
 func (p *Provider) Discovered() (map[string][]string, []naming.SeriesLabels) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	names := map[string][]string{}
 	for key := range p.discovered {
-		sel, name, _ := strings.Cut(key, "\x00")
+		i := strings.LastIndexByte(key, 0)
+		sel, name := key[:i], key[i+1:]
 		names[sel] = append(names[sel], name)
 	}
 	for _, n := range names {
@@ -474,7 +489,11 @@ func (p *Provider) values(ctx context.Context, m *naming.Metric, sel naming.Sele
 	ref := func(name string) custom_metrics.ObjectReference {
 		return custom_metrics.ObjectReference{Kind: m.Resource.Kind, APIVersion: m.Resource.GroupVersion(), Namespace: sel.Namespace, Name: name}
 	}
-	samples, err := p.objectSamples(ctx, m, sel, query)
+	q, err := p.querier(m.Backend)
+	if err != nil {
+		return nil, query, err
+	}
+	samples, err := p.objectSamples(ctx, q, m, sel, query)
 	if err != nil {
 		if m.Fallback == nil || allowed == nil {
 			return nil, query, p.queryFailed(m, query, err)
@@ -526,11 +545,11 @@ func (p *Provider) values(ctx context.Context, m *naming.Metric, sel naming.Sele
 }
 
 // query runs an instant query decoding only label, through the Querier's cheaper path when it has one.
-func (p *Provider) query(ctx context.Context, query, label string) ([]Sample, error) {
-	if lq, ok := p.opts.Querier.(LabelQuerier); ok {
+func (p *Provider) query(ctx context.Context, q Querier, query, label string) ([]Sample, error) {
+	if lq, ok := q.(LabelQuerier); ok {
 		return lq.QueryLabel(ctx, query, label)
 	}
-	vec, err := p.opts.Querier.Query(ctx, query)
+	vec, err := q.Query(ctx, query)
 	if err != nil {
 		return nil, err
 	}
@@ -555,7 +574,11 @@ func (p *Provider) external(ctx context.Context, namespace string, metricSelecto
 		return nil, buildFailed(m, err)
 	}
 	klog.V(4).InfoS("querying", "metric", m.Name, "query", query)
-	samples, err := p.externalSamples(ctx, m, query)
+	q, err := p.querier(m.Backend)
+	if err != nil {
+		return nil, err
+	}
+	samples, err := p.externalSamples(ctx, q, m, query)
 	if err != nil {
 		if m.Fallback == nil {
 			return nil, p.queryFailed(m, query, err)
@@ -591,17 +614,17 @@ func (p *Provider) queryFailed(m *naming.Metric, query string, err error) error 
 	var shed *querylimit.ShedError
 	if errors.As(err, &shed) {
 		klog.V(2).InfoS("query shed", "metric", m.Name, "rule", m.RuleIndex, "err", err)
-		st := newStatus(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "metric %q: %v", m.Name, err)
+		st := newStatus(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "metric %q%s: %v", m.Name, backendNote(m), err)
 		st.ErrStatus.Details = &metav1.StatusDetails{RetryAfterSeconds: 1}
 		return st
 	}
-	klog.V(1).InfoS("prometheus query failed", "metric", m.Name, "rule", m.RuleIndex, "query", query, "err", err)
+	klog.V(1).InfoS("prometheus query failed", "metric", m.Name, "rule", m.RuleIndex, "backend", backendKey(m.Backend), "query", query, "err", err)
 	if rejected(err) {
 		return newStatus(http.StatusInternalServerError, metav1.StatusReasonInternalError,
-			"metric %q (rule %d): prometheus rejected the query %s: %v", m.Name, m.RuleIndex, query, err)
+			"metric %q (rule %d)%s: prometheus rejected the query %s: %v", m.Name, m.RuleIndex, backendNote(m), query, err)
 	}
 	return newStatus(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
-		"metric %q: prometheus query failed: %v (query: %s)", m.Name, err, query)
+		"metric %q%s: prometheus query failed: %v (query: %s)", m.Name, backendNote(m), err, query)
 }
 
 func nonFinite(v float64) string {
