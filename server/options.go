@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/cmd/options"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/backends"
 )
 
 // Options are the adapter's command-line settings.
@@ -243,4 +244,10 @@ func (o *Options) PrometheusConfig() (adapter.PrometheusConfig, error) {
 		return adapter.PrometheusConfig{}, fmt.Errorf("prometheus client settings: %w", err)
 	}
 	return adapter.PrometheusConfig{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.PrometheusTimeout, DiscoveryTimeout: o.DiscoveryTimeout, Compression: o.PrometheusCompression, Verb: o.PrometheusVerb}, nil
+}
+
+// backendDefaults are the flags' values for what a rule file's backend declaration leaves out.
+func (o *Options) backendDefaults() backends.Defaults {
+	return backends.Defaults{Timeout: o.PrometheusTimeout, DiscoveryTimeout: o.DiscoveryTimeout, MaxInFlight: o.PrometheusMaxInFlight,
+		MaxQueue: o.PrometheusMaxQueue, Compression: o.PrometheusCompression, Verb: o.PrometheusVerb}
 }

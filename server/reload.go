@@ -28,7 +28,8 @@ type ruleFile struct {
 	strict   bool   // refuse a prometheus-adapter config with an unusable rule
 	resolver naming.Resolver
 	metrics  *adapter.Metrics
-	apply    func(*naming.Rules) // installs a valid rule set
+	prepare  func(*naming.Rules) error // readies what a compiled rule set needs (its backends); an error rejects it
+	apply    func(*naming.Rules)       // installs a valid rule set
 	now      func() time.Time    // time.Now when nil (tests)
 
 	mu         sync.Mutex
@@ -82,6 +83,11 @@ func (f *ruleFile) load() (*naming.Rules, error) {
 	rules, n, err := compileRules(f.path, f.format, data, f.resolver, f.strict)
 	if err != nil {
 		return nil, f.reject(err)
+	}
+	if f.prepare != nil {
+		if err := f.prepare(rules); err != nil {
+			return nil, f.reject(fmt.Errorf("%s: %w", f.path, err))
+		}
 	}
 	unusable := pacompat.UnusableRules(rules)
 	for _, u := range unusable {

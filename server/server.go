@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apiserver/pkg/authentication/authenticator"
@@ -34,6 +35,7 @@ import (
 	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/backends"
 	"github.com/promql-adapter/promql-adapter/naming"
 	"github.com/promql-adapter/promql-adapter/querylimit"
 	"github.com/promql-adapter/promql-adapter/resourcemetrics"
@@ -96,7 +98,21 @@ func Run(ctx context.Context, o *Options) error {
 		klog.InfoS("running without a cluster: built-in resources only, label selectors on objects are refused")
 	}
 
-	rf := &ruleFile{path: o.RulesFile, format: o.RulesFormat, strict: o.Strict, resolver: resolver, metrics: metrics}
+	promCfg, err := o.PrometheusConfig()
+	if err != nil {
+		return err
+	}
+	limits := querylimit.NewMetrics(reg)
+	promCfg.Limit = querylimit.New(querylimit.Config{MaxInFlight: o.PrometheusMaxInFlight, MaxQueue: o.PrometheusMaxQueue}, limits)
+	prom, err := adapter.NewPromClient(promCfg, metrics)
+	if err != nil {
+		return err
+	}
+	// The rule file's backends: built before its rules apply, on every reload too.
+	set := backends.New(prom, backends.Options{Dir: filepath.Dir(o.RulesFile), Defaults: o.backendDefaults(), Metrics: metrics, Limits: limits})
+
+	rf := &ruleFile{path: o.RulesFile, format: o.RulesFormat, strict: o.Strict, resolver: resolver, metrics: metrics,
+		prepare: func(r *naming.Rules) error { return set.Update(r.Backends) }}
 	rules, err := rf.load()
 	if err != nil {
 		return err // refuse to start on an invalid file
@@ -110,16 +126,7 @@ func Run(ctx context.Context, o *Options) error {
 		klog.InfoS("the rule file has resource rules, but --apis leaves out resource: metrics.k8s.io is not served", "apis", apis.String())
 	}
 
-	promCfg, err := o.PrometheusConfig()
-	if err != nil {
-		return err
-	}
-	promCfg.Limit = querylimit.New(querylimit.Config{MaxInFlight: o.PrometheusMaxInFlight, MaxQueue: o.PrometheusMaxQueue}, querylimit.NewMetrics(reg))
-	prom, err := adapter.NewPromClient(promCfg, metrics)
-	if err != nil {
-		return err
-	}
-	popts := adapter.Options{Querier: prom, Objects: objects, Metrics: metrics}
+	popts := adapter.Options{Querier: prom, Backends: set, Objects: objects, Metrics: metrics}
 	o.coalescing(&popts)
 	p := adapter.NewProvider(popts, rules)
 	var rp *resourcemetrics.Provider
@@ -157,7 +164,7 @@ func Run(ctx context.Context, o *Options) error {
 		}
 	}
 	cl.run(ctx)
-	klog.InfoS("serving", "apis", apis.String(), "rules", o.RulesFile, "metrics", len(rules.Metrics), "discoveryRules", len(rules.Templates), "prometheus", o.PrometheusURL, "trustLoopback", o.TrustLoopback)
+	klog.InfoS("serving", "apis", apis.String(), "rules", o.RulesFile, "metrics", len(rules.Metrics), "discoveryRules", len(rules.Templates), "prometheus", o.PrometheusURL, "backends", set.Names(), "trustLoopback", o.TrustLoopback)
 	return srv.GenericAPIServer.PrepareRun().RunWithContext(ctx)
 }
 
