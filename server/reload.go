@@ -30,7 +30,7 @@ type ruleFile struct {
 	metrics  *adapter.Metrics
 	prepare  func(*naming.Rules) error // readies what a compiled rule set needs (its backends); an error rejects it
 	apply    func(*naming.Rules)       // installs a valid rule set
-	now      func() time.Time    // time.Now when nil (tests)
+	now      func() time.Time          // time.Now when nil (tests)
 
 	mu         sync.Mutex
 	hash       [sha256.Size]byte   // of the last content read, valid or not
