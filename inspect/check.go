@@ -26,6 +26,8 @@ import (
 type CheckOptions struct {
 	Lookback time.Duration // how far back discovery lists series (default 10m, the server's --series-max-age)
 	Timeout  time.Duration // bound on each query (default 5s, the server's --prometheus-timeout)
+	// Backends reads the backends the rule file declares; nil runs every rule against the Querier given.
+	Backends adapter.Backends
 }
 
 // Metric statuses in a MetricReport.
@@ -47,6 +49,7 @@ type Report struct {
 // RuleReport is one rule: the metrics it yields and, when it serves nothing, why.
 type RuleReport struct {
 	Rule      string         `json:"rule"`               // its place in the file, e.g. "metrics[2]", "externalRules[0]"; empty when unknown
+	Backend   string         `json:"backend,omitempty"`  // the declared backend it reads; empty for the default
 	Kind      string         `json:"kind"`               // KindMetric, KindDiscover or KindPrometheusAdapter
 	Selector  string         `json:"selector,omitempty"` // the series selector discovery lists with
 	Describes string         `json:"describes"`          // group-resource, or "external"; empty when unknown
@@ -95,7 +98,11 @@ func Check(ctx context.Context, rules *naming.Rules, q adapter.Querier, opts Che
 		opts.Timeout = 5 * time.Second
 	}
 	rec := &recorder{Querier: q, errs: map[string]error{}}
-	p := adapter.NewProvider(adapter.Options{Querier: rec}, rules)
+	popts := adapter.Options{Querier: rec}
+	if opts.Backends != nil {
+		popts.Backends = recordingBackends{opts.Backends, rec}
+	}
+	p := adapter.NewProvider(popts, rules)
 	// Failures are per selector, and recorded: they become the whys of the rules concerned.
 	_ = p.Discover(ctx, opts.Lookback, opts.Lookback)
 	if err := ctx.Err(); err != nil {
@@ -106,7 +113,7 @@ func Check(ctx context.Context, rules *naming.Rules, q adapter.Querier, opts Che
 		return nil, fmt.Errorf("check: %w", err)
 	}
 
-	c := &checker{q: q, timeout: opts.Timeout, s: s, rec: rec}
+	c := &checker{q: q, backends: opts.Backends, timeout: opts.Timeout, s: s, rec: rec}
 	var out []RuleReport
 	if rules.Series == nil {
 		out = c.native(ctx, rules)
@@ -123,8 +130,9 @@ func Check(ctx context.Context, rules *naming.Rules, q adapter.Querier, opts Che
 }
 
 type checker struct {
-	q       adapter.Querier
-	timeout time.Duration
+	q        adapter.Querier
+	backends adapter.Backends // nil: every rule reads q
+	timeout  time.Duration
 	s       *served
 	rec     *recorder
 }
@@ -149,13 +157,14 @@ func (c *checker) native(ctx context.Context, rules *naming.Rules) []RuleReport 
 		o := origin{section: sectionMetrics, index: sl.index, kind: KindMetric}
 		rr := RuleReport{Rule: o.ref(), Kind: KindMetric}
 		if sl.m != nil {
+			rr.Backend = sl.m.Backend
 			rr.Describes = describes(sl.m)
 			rr.Metrics = c.metrics(ctx, o)
 			out = append(out, rr)
 			continue
 		}
 		t := sl.t
-		rr.Kind, rr.Selector = KindDiscover, t.Series
+		rr.Kind, rr.Selector, rr.Backend = KindDiscover, t.Series, t.Backend()
 		rr.Describes = t.Resource().GroupResource.String()
 		if rr.Describes == "" {
 			rr.Describes = naming.External
@@ -163,7 +172,7 @@ func (c *checker) native(ctx context.Context, rules *naming.Rules) []RuleReport 
 		o.kind = KindDiscover
 		rr.Metrics = c.metrics(ctx, o)
 		if len(rr.Metrics) == 0 {
-			names := c.s.names[t.Series]
+			names := c.s.names[adapter.DiscoveryKey(t)]
 			switch err := c.rec.err(t.Series); {
 			case err != nil:
 				rr.Why = fmt.Sprintf("discovery error: %v (selector %s)", err, t.Series)
@@ -319,9 +328,14 @@ func (c *checker) metric(ctx context.Context, e *entry) MetricReport {
 		mr.Why = fmt.Sprintf("not served: %s serves %s for %s first", e.shadowedBy.ref(), m.Name, mr.Describes)
 		return mr
 	}
+	q, err := c.querier(m.Backend)
+	if err != nil {
+		mr.Status, mr.Why = StatusBroken, err.Error()
+		return mr
+	}
 	qctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	vec, err := c.q.Query(qctx, query)
+	vec, err := q.Query(qctx, query)
 	if err != nil {
 		mr.Status, mr.Why = StatusBroken, "query error: "+err.Error()
 		return mr
@@ -366,6 +380,19 @@ func (c *checker) metric(ctx context.Context, e *entry) MetricReport {
 		mr.Why = fmt.Sprintf("every sample is NaN or ±Inf (%d), which the adapter leaves out", mr.NonFinite)
 	}
 	return mr
+}
+
+// querier is the Querier of backend name ("" is the default).
+func (c *checker) querier(name string) (adapter.Querier, error) {
+	if name == "" {
+		return c.q, nil
+	}
+	if c.backends != nil {
+		if q, ok := c.backends.Querier(name); ok {
+			return q, nil
+		}
+	}
+	return nil, fmt.Errorf("backend %q is not available", name)
 }
 
 // objectOf names the object a sample describes: namespace/name by the metric's labels, or for an
@@ -445,6 +472,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		rule := rr.Rule
 		if rule == "" {
 			rule = "?"
+		}
+		if rr.Backend != "" {
+			rule += " (backend " + rr.Backend + ")"
 		}
 		if len(rr.Metrics) == 0 {
 			row(rule, "-", orDash(rr.Describes), "0", "-", "BROKEN: "+rr.Why)
@@ -553,6 +583,34 @@ func (r *recorder) Series(ctx context.Context, selector string, since time.Time)
 	s, err := r.Querier.Series(ctx, selector, since)
 	r.record(selector, err)
 	return s, err
+}
+
+// recordingBackends hands out the declared backends' Queriers wrapped in a recorder that shares rec's record.
+type recordingBackends struct {
+	adapter.Backends
+	rec *recorder
+}
+
+// Querier implements adapter.Backends.
+func (b recordingBackends) Querier(name string) (adapter.Querier, bool) {
+	q, ok := b.Backends.Querier(name)
+	if !ok {
+		return nil, false
+	}
+	return &backendRecorder{Querier: q, rec: b.rec}, true
+}
+
+// backendRecorder is a declared backend's Querier that records discovery outcomes in rec.
+type backendRecorder struct {
+	adapter.Querier
+	rec *recorder
+}
+
+// SeriesNames implements adapter.Querier and records the outcome per selector.
+func (r *backendRecorder) SeriesNames(ctx context.Context, selector string, since time.Time) ([]string, error) {
+	names, err := r.Querier.SeriesNames(ctx, selector, since)
+	r.rec.record(selector, err)
+	return names, err
 }
 
 func (r *recorder) record(selector string, err error) {

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/common/config"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/backends"
 	"github.com/promql-adapter/promql-adapter/coalesce"
 	"github.com/promql-adapter/promql-adapter/inspect/pavalues"
 	"github.com/promql-adapter/promql-adapter/naming"
@@ -62,6 +64,16 @@ func (f *cliFlags) open() (*naming.Rules, *adapter.PromClient, error) {
 	}
 	q, err := adapter.NewPromClient(adapter.PrometheusConfig{URL: f.promURL, HTTP: httpCfg, Timeout: f.timeout}, nil)
 	return rules, q, err
+}
+
+// backends builds the backends the rule file declares, over the default client q, with the
+// flags' timeout for those that set none.
+func (f *cliFlags) backends(rules *naming.Rules, q *adapter.PromClient) (*backends.Set, error) {
+	set := backends.New(q, backends.Options{Dir: filepath.Dir(f.rules), Defaults: backends.Defaults{Timeout: f.timeout}})
+	if err := set.Update(rules.Backends); err != nil {
+		return nil, err
+	}
+	return set, nil
 }
 
 // usages are the subcommands' help texts: how each is called and what it prints.
@@ -133,7 +145,12 @@ func RunCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	for _, w := range rules.Warnings {
 		fmt.Fprintln(stderr, "check: warning:", w)
 	}
-	report, err := Check(ctx, rules, q, CheckOptions{Lookback: f.lookback, Timeout: f.timeout})
+	set, err := f.backends(rules, q)
+	if err != nil {
+		fmt.Fprintln(stderr, "check:", err)
+		return ExitUsage
+	}
+	report, err := Check(ctx, rules, q, CheckOptions{Lookback: f.lookback, Timeout: f.timeout, Backends: set})
 	if err != nil {
 		fmt.Fprintln(stderr, "check:", err)
 		return ExitUsage
@@ -163,13 +180,17 @@ func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fs.Usage()
 		return ExitUsage
 	}
+	var set *backends.Set
 	rules, q, err := f.open()
+	if err == nil {
+		set, err = f.backends(rules, q)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "explain:", err)
 		return ExitUsage
 	}
 	// A coalescing cache, so that a rule's freshness shapes the query as the server's does.
-	p := adapter.NewProvider(adapter.Options{Querier: q, Coalesce: coalesce.New[[]adapter.Sample](1, naming.MaxFreshness)}, rules)
+	p := adapter.NewProvider(adapter.Options{Querier: q, Backends: set, Coalesce: coalesce.New[[]adapter.Sample](1, naming.MaxFreshness)}, rules)
 	if p.HasDiscovery() {
 		if err := p.Discover(ctx, f.lookback, f.lookback); err != nil {
 			fmt.Fprintln(stderr, "explain: discovery:", err)
@@ -179,6 +200,9 @@ func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		fmt.Fprintln(stderr, "explain:", err)
 		return ExitBroken
+	}
+	if x.Backend == naming.DefaultBackend {
+		x.BackendURL = f.promURL
 	}
 	if f.json {
 		enc := json.NewEncoder(stdout)

@@ -18,16 +18,18 @@ import (
 
 // Explanation is the PromQL one metrics API request runs, and how the adapter answers it.
 type Explanation struct {
-	Path      string   `json:"path"`                // the request as given
-	API       string   `json:"api"`                 // group/version, e.g. custom.metrics.k8s.io/v1beta2
-	Metric    string   `json:"metric"`              // the metric name
-	Resource  string   `json:"resource,omitempty"`  // the group-resource described, e.g. pods, deployments.apps; empty for external metrics
-	External  bool     `json:"external"`            // served by external.metrics.k8s.io
-	Namespace string   `json:"namespace,omitempty"` // the request's namespace
-	Object    string   `json:"object,omitempty"`    // the described object's name, or * for every object
-	Rule      string   `json:"rule"`                // the rule that yields the metric, e.g. "metrics[0] (metric)"
-	Query     string   `json:"query"`               // the PromQL sent to Prometheus
-	Notes     []string `json:"notes,omitempty"`     // how the request becomes the query and the answer
+	Path       string   `json:"path"`                 // the request as given
+	API        string   `json:"api"`                  // group/version, e.g. custom.metrics.k8s.io/v1beta2
+	Metric     string   `json:"metric"`               // the metric name
+	Resource   string   `json:"resource,omitempty"`   // the group-resource described, e.g. pods, deployments.apps; empty for external metrics
+	External   bool     `json:"external"`             // served by external.metrics.k8s.io
+	Namespace  string   `json:"namespace,omitempty"`  // the request's namespace
+	Object     string   `json:"object,omitempty"`     // the described object's name, or * for every object
+	Rule       string   `json:"rule"`                 // the rule that yields the metric, e.g. "metrics[0] (metric)"
+	Backend    string   `json:"backend"`              // the backend the query goes to: "default" (the --prometheus-* flags) or a declared one
+	BackendURL string   `json:"backendURL,omitempty"` // that backend's URL, when known
+	Query      string   `json:"query"`                // the PromQL sent to Prometheus
+	Notes      []string `json:"notes,omitempty"`      // how the request becomes the query and the answer
 }
 
 // String renders the explanation for people.
@@ -40,6 +42,13 @@ func (e Explanation) String() string {
 	}
 	fmt.Fprintf(&b, "metric:  %s (%s, %s)\n", e.Metric, e.API, what)
 	fmt.Fprintf(&b, "rule:    %s\n", e.Rule)
+	if e.Backend != "" {
+		fmt.Fprintf(&b, "backend: %s", e.Backend)
+		if e.BackendURL != "" {
+			fmt.Fprintf(&b, " (%s)", e.BackendURL)
+		}
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "query:   %s\n", e.Query)
 	for i, n := range e.Notes {
 		if i == 0 {
@@ -64,10 +73,21 @@ func Explain(ctx context.Context, rules *naming.Rules, apiPath string, p *adapte
 	if err != nil {
 		return Explanation{}, fmt.Errorf("explain %s: %w", apiPath, err)
 	}
+	var x Explanation
 	if req.external {
-		return explainExternal(req, s, p)
+		x, err = explainExternal(req, s, p)
+	} else {
+		x, err = explainCustom(req, s, p)
 	}
-	return explainCustom(req, s, p)
+	if err != nil {
+		return x, err
+	}
+	for _, b := range rules.Backends {
+		if b.Name == x.Backend {
+			x.BackendURL = b.URL
+		}
+	}
+	return x, nil
 }
 
 func explainCustom(req *request, s *served, p *adapter.Provider) (Explanation, error) {
@@ -144,6 +164,10 @@ func explainExternal(req *request, s *served, p *adapter.Provider) (Explanation,
 // finish adds the notes every kind of request shares.
 func finish(x Explanation, e *entry, req *request) Explanation {
 	m := e.metric
+	x.Backend = m.Backend
+	if x.Backend == "" {
+		x.Backend = naming.DefaultBackend
+	}
 	param := "metricLabelSelector"
 	if req.external {
 		param = "labelSelector"

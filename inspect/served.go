@@ -76,7 +76,7 @@ func servedMetrics(p *adapter.Provider, rules *naming.Rules) (*served, error) {
 		s.add(m, origin{section: sectionMetrics, index: m.RuleIndex, kind: KindMetric})
 	}
 	for _, t := range rules.Templates {
-		for _, n := range names[t.Series] {
+		for _, n := range names[adapter.DiscoveryKey(t)] {
 			if m, ok := t.Expand(n); ok {
 				s.add(m, origin{section: sectionMetrics, index: t.RuleIndex, kind: KindDiscover, selector: t.Series, series: n})
 			}
