@@ -133,8 +133,8 @@ type checker struct {
 	q        adapter.Querier
 	backends adapter.Backends // nil: every rule reads q
 	timeout  time.Duration
-	s       *served
-	rec     *recorder
+	s        *served
+	rec      *recorder
 }
 
 // native reports the rules of a native rule file, in file order.
