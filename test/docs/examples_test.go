@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/inspect"
 	"github.com/promql-adapter/promql-adapter/naming"
 	"github.com/promql-adapter/promql-adapter/server"
@@ -159,7 +160,7 @@ func checkRules(t *testing.T, data []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	report, err := inspect.Check(ctx, rules, stubProm{}, inspect.CheckOptions{})
+	report, err := inspect.Check(ctx, rules, stubProm{}, inspect.CheckOptions{Backends: stubBackends{}})
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
@@ -236,6 +237,12 @@ func TestBrokenExampleIsFound(t *testing.T) {
 		t.Errorf("a ClusterRole is taken for a rule file")
 	}
 }
+
+// stubBackends answers every declared backend of an example with stubProm.
+type stubBackends struct{}
+
+// Querier implements adapter.Backends.
+func (stubBackends) Querier(string) (adapter.Querier, bool) { return stubProm{}, true }
 
 // stubProm stands in for a Prometheus that holds one series for every selector: a query answers one sample
 // carrying the labels its outermost aggregation keeps (all conventional object labels when it keeps them all),
