@@ -47,8 +47,9 @@ type Set struct {
 	def  adapter.Querier
 	opts Options
 
-	mu    sync.RWMutex
-	built map[string]*backend
+	updating sync.Mutex // one Update at a time
+	mu       sync.RWMutex
+	built    map[string]*backend
 }
 
 // backend is one built client and what it was built from.
@@ -82,6 +83,8 @@ func (s *Set) Querier(name string) (adapter.Querier, bool) {
 // no longer declared is dropped. When any backend cannot be built, Update changes nothing and the
 // error names the backend and what failed. Queries in flight finish on the client they started on.
 func (s *Set) Update(specs []naming.Backend) error {
+	s.updating.Lock()
+	defer s.updating.Unlock()
 	s.mu.RLock()
 	current := s.built
 	s.mu.RUnlock()
