@@ -1,16 +1,20 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	cmv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
 	emv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
 
+	"github.com/promql-adapter/promql-adapter/inspect"
 	"github.com/promql-adapter/promql-adapter/internal/fakeexporter"
 	"github.com/promql-adapter/promql-adapter/internal/promrun"
 )
@@ -102,5 +106,22 @@ metrics:
 		if tc.got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, tc.got, tc.want)
 		}
+	}
+
+	// check runs each rule against its own backend, and says which; explain names b and its URL.
+	var out, errOut bytes.Buffer
+	if code := inspect.RunCheck(ctx, []string{"--config", path, "--prometheus-url", def.URL()}, &out, &errOut); code != inspect.ExitOK {
+		t.Fatalf("check: exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	for _, re := range []string{`(?m)^metrics\[0\] +load +pods +1 +shop/web-0=1 +ok$`, `(?m)^metrics\[1\] \(backend b\) +load_b +pods +1 +shop/web-0=2 +ok$`,
+		`(?m)^metrics\[4\] \(backend b\) +b_jobs +pods +1 +shop/web-0=200 +ok$`} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("check table lacks a line matching %s:\n%s", re, out.String())
+		}
+	}
+	out.Reset()
+	if code := inspect.RunExplain(ctx, []string{"--config", path, "--prometheus-url", def.URL(), "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_b"}, &out, &errOut); code != inspect.ExitOK ||
+		!strings.Contains(out.String(), "backend: b ("+b.URL()+")\n") {
+		t.Errorf("explain queue_b: exit %d\n%s\n%s", code, out.String(), errOut.String())
 	}
 }
