@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,8 +12,6 @@ import (
 	"time"
 
 	cmv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
-
-	"github.com/promql-adapter/promql-adapter/internal/promrun"
 )
 
 // TestCoalescingOnARealPrometheus: with --coalesce-freshness, 40 concurrent requests for 40
@@ -24,18 +21,7 @@ import (
 func TestCoalescingOnARealPrometheus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	prom, err := promrun.Start(ctx, promrun.Options{
-		WorkDir:        filepath.Join(t.TempDir(), "prometheus"),
-		ScrapeInterval: time.Second,
-		Targets:        []promrun.Target{{Job: "app", Address: env.exporter.Addr()}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = prom.Stop() })
-	if err := prom.WaitForSeries(ctx, `elu_utilization{namespace="shop"}`, pods); err != nil {
-		t.Fatal(err)
-	}
+	prom := ownPrometheus(ctx, t)
 	const bound = 3 * time.Second
 	shared := adapterOptions("../../testdata/rules/integration.yaml", prom.URL())
 	shared.Coalesce.Freshness = bound
