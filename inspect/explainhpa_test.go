@@ -175,7 +175,7 @@ func TestExplainHPA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x.RuleFile = "testdata/rules/e2e.yaml"
+	x.RuleFile = "rules.yaml"
 	want := []struct {
 		rule, query string
 		replicas    int32
