@@ -276,3 +276,36 @@ func TestRunExplainHPAArgs(t *testing.T) {
 		t.Errorf("hpa without a name: %d %q", code, msg)
 	}
 }
+
+// TestBehaviorText: behavior as text, the controller's defaults named when a direction is not set.
+func TestBehaviorText(t *testing.T) {
+	got := behaviorText(nil)
+	if len(got) != 2 || !strings.Contains(got[0], "scaleUp: no stabilization, at most 4 pods or 100% per 15s") ||
+		!strings.Contains(got[1], "scaleDown: the controller's --horizontal-pod-autoscaler-downscale-stabilization window") {
+		t.Errorf("nil behavior: %q", got)
+	}
+	tol := resource.MustParse("50m")
+	b := &autoscalingv2.HorizontalPodAutoscalerBehavior{ScaleDown: &autoscalingv2.HPAScalingRules{
+		StabilizationWindowSeconds: ptr.To[int32](60), SelectPolicy: ptr.To(autoscalingv2.MinChangePolicySelect), Tolerance: &tol,
+		Policies: []autoscalingv2.HPAScalingPolicy{{Type: autoscalingv2.PodsScalingPolicy, Value: 1, PeriodSeconds: 30}}}}
+	if got := behaviorText(b)[1]; got != "scaleDown: stabilization window 60s, policies 1 pods per 30s (select Min), tolerance 50m" {
+		t.Errorf("scaleDown: %q", got)
+	}
+}
+
+// TestExplainHPAScaleTarget: the pods are those of a StatefulSet's selector too; a kind explain cannot read is named.
+func TestExplainHPAScaleTarget(t *testing.T) {
+	h := shopHPA()
+	h.Spec.ScaleTargetRef = autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db"}
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "shop"},
+		Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}}}}
+	x, err := ExplainHPA(context.Background(), shopSource(t, shopCluster(h, sts), shopProm()), "shop", "web")
+	if err != nil || x.Selector != "app=api" || x.Pods != 1 || x.ScaleTarget != "StatefulSet/db" {
+		t.Errorf("StatefulSet: %v %+v", err, x)
+	}
+	h.Spec.ScaleTargetRef.Kind = "Rollout"
+	_, err = ExplainHPA(context.Background(), shopSource(t, shopCluster(h), shopProm()), "shop", "web")
+	if err == nil || !strings.Contains(err.Error(), "Rollout/db: explain hpa reads the pods of a Deployment, StatefulSet or ReplicaSet only") {
+		t.Errorf("Rollout: %v", err)
+	}
+}
