@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/metrics/pkg/apis/custom_metrics"
 	"k8s.io/metrics/pkg/apis/external_metrics"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/promql-adapter/promql-adapter/coalesce"
@@ -105,27 +106,9 @@ next:
 	return out, nil
 }
 
-// testClock is a clock the test moves by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // coalescingProvider serves coalesceRules over f; with freshness >= 0 it coalesces (default bound
 // freshness), with freshness < 0 it has no cache.
-func coalescingProvider(t *testing.T, f *fakeProm, objects Objects, freshness time.Duration, clk *testClock) (*Provider, *Metrics) {
+func coalescingProvider(t *testing.T, f *fakeProm, objects Objects, freshness time.Duration, clk *clocktesting.FakeClock) (*Provider, *Metrics) {
 	t.Helper()
 	cfg, err := naming.ParseConfig([]byte(coalesceRules))
 	if err != nil {
@@ -149,7 +132,9 @@ func coalescingProvider(t *testing.T, f *fakeProm, objects Objects, freshness ti
 	return NewProvider(opts, rules), m
 }
 
-func newTestClock() *testClock { return &testClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)} }
+func newTestClock() *clocktesting.FakeClock {
+	return clocktesting.NewFakeClock(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
+}
 
 var shopPods = fakeObjects{
 	"shop": {"web-1": {"app": "web"}, "web-2": {"app": "web"}, "web-3": {"app": "web"}, "db-1": {"app": "db"}, "db-2": {"app": "db"}},
@@ -372,7 +357,7 @@ func TestCoalescingManyRequestsOneQuery(t *testing.T) {
 		advance time.Duration
 		queries int32
 	}{{bound, 1}, {1, 2}} {
-		clk.Add(step.advance)
+		clk.Step(step.advance)
 		if _, err := p.GetMetricByName(ctxBg, nsName("shop", "web-01"), eluInfo, nameless); err != nil {
 			t.Fatal(err)
 		}
@@ -448,7 +433,7 @@ func TestCoalescingFreshnessPerRule(t *testing.T) {
 			info.Metric = tc.metric
 			for i, pod := range []string{"web-1", "web-2"} {
 				if i > 0 {
-					clk.Add(tc.advance)
+					clk.Step(tc.advance)
 				}
 				if _, err := p.GetMetricByName(ctxBg, nsName("shop", pod), info, nameless); err != nil {
 					t.Fatal(err)
@@ -552,7 +537,7 @@ func TestCoalescingMetrics(t *testing.T) {
 	clk := newTestClock()
 	p, m := coalescingProvider(t, f, shopPods, 15*time.Second, clk)
 	for _, step := range []time.Duration{0, 5 * time.Second, 10 * time.Second} {
-		clk.Add(step)
+		clk.Step(step)
 		if _, err := p.GetMetricBySelector(ctxBg, "shop", nameless, eluInfo, nameless); err != nil {
 			t.Fatal(err)
 		}

@@ -7,29 +7,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newCache(t *testing.T, maxEntries int, maxAge time.Duration) (*Cache[int], *fakeClock) {
+func newCache(t *testing.T, maxEntries int, maxAge time.Duration) (*Cache[int], *clocktesting.FakeClock) {
 	t.Helper()
-	clk := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
 	c := New[int](maxEntries, maxAge)
 	c.Now = clk.Now
 	return c, clk
@@ -68,7 +52,7 @@ func TestBound(t *testing.T) {
 			if err != nil || v != 1 || !at.Equal(t0) || how != Miss {
 				t.Fatalf("first Get = %d, %v, %s, %v; want 1, %v, miss, nil", v, at, how, err, t0)
 			}
-			clk.Add(tc.after)
+			clk.Step(tc.after)
 			v, at, how, err = c.Get(context.Background(), key, tc.bound, f.fetch)
 			if err != nil || v != tc.want || how != tc.outcome {
 				t.Fatalf("second Get = %d, %s, %v; want %d, %s, nil", v, how, err, tc.want, tc.outcome)
@@ -149,7 +133,7 @@ func TestSlowFetchNotJoinedPastBound(t *testing.T) {
 		done <- how
 	}()
 	<-entered
-	clk.Add(time.Second + 1)
+	clk.Step(time.Second + 1)
 	t1 := clk.Now()
 	var v int
 	var at time.Time
@@ -239,7 +223,7 @@ func TestBounded(t *testing.T) {
 		if _, _, _, err := c.Get(context.Background(), keyN(i), time.Minute, f.fetch); err != nil {
 			t.Fatal(err)
 		}
-		clk.Add(time.Second)
+		clk.Step(time.Second)
 	}
 	if c.Len() != 3 {
 		t.Errorf("%d entries, want 3", c.Len())
@@ -252,7 +236,7 @@ func TestBounded(t *testing.T) {
 	if _, _, how, _ := c.Get(context.Background(), keyN(0), time.Minute, f.fetch); how != Miss {
 		t.Errorf("evicted key 0: %s, want miss", how)
 	}
-	clk.Add(time.Minute + 1)
+	clk.Step(time.Minute + 1)
 	if _, _, _, err := c.Get(context.Background(), keyN(9), time.Second, f.fetch); err != nil {
 		t.Fatal(err)
 	}
@@ -304,9 +288,9 @@ func TestAnswersLeaveAtTheirBound(t *testing.T) {
 		if _, _, _, err := c.Get(context.Background(), keyN(step.key), step.bound, f.fetch); err != nil {
 			t.Fatal(err)
 		}
-		clk.Add(time.Second)
+		clk.Step(time.Second)
 	}
-	clk.Add(2 * time.Second) // b, asked for with 1s, serves no one now; a and c still may
+	clk.Step(2 * time.Second) // b, asked for with 1s, serves no one now; a and c still may
 	if _, _, _, err := c.Get(context.Background(), keyN("d"), time.Minute, f.fetch); err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +302,7 @@ func TestAnswersLeaveAtTheirBound(t *testing.T) {
 	if c.Len() != 3 {
 		t.Errorf("%d entries, want 3", c.Len())
 	}
-	clk.Add(time.Minute + 1) // past every bound a, c and d were asked with
+	clk.Step(time.Minute + 1) // past every bound a, c and d were asked with
 	if _, _, _, err := c.Get(context.Background(), keyN("e"), time.Second, f.fetch); err != nil {
 		t.Fatal(err)
 	}

@@ -12,11 +12,15 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/promql-adapter/promql-adapter/adapter"
+	"github.com/promql-adapter/promql-adapter/naming"
 )
 
-// valueProm is an httptest Prometheus whose every sample is pod web-0 in shop with value v, and
+// backendProm is an httptest Prometheus whose every sample is pod web-0 in shop with value v, and
 // whose label values API lists names.
-func valueProm(t *testing.T, v float64, names ...string) string {
+func backendProm(t *testing.T, v float64, names ...string) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if strings.HasSuffix(r.URL.Path, "/label/__name__/values") {
@@ -34,7 +38,7 @@ func valueProm(t *testing.T, v float64, names ...string) string {
 // backend and names the backend of every rule that is not the default; explain prints the
 // backend's name and URL.
 func TestCheckAndExplainNameTheBackend(t *testing.T) {
-	def, b := valueProm(t, 1, "app_default"), valueProm(t, 2, "app_b")
+	def, b := backendProm(t, 1, "app_default"), backendProm(t, 2, "app_b")
 	rules := fmt.Sprintf(`backends: [{name: b, url: %q}]
 metrics:
 - {name: load, resource: pods, query: "sum by (namespace, pod) (load)"}
@@ -86,4 +90,50 @@ metrics:
 			t.Errorf("explain %s: exit %d, want %q:\n%s\n%s", tc.metric, code, tc.want, out.String(), errOut.String())
 		}
 	}
+}
+
+// TestExplainHPAReadsTheRulesBackend: explain hpa asks a metric's values of its rule's backend
+// and records the query sent there.
+func TestExplainHPAReadsTheRulesBackend(t *testing.T) {
+	cfg, err := naming.ParseConfig([]byte(`backends: [{name: b, url: "http://b.invalid:9090"}]
+metrics:
+- {name: elu_utilization, resource: pods, backend: b, query: "avg by (namespace, pod) (elu_utilization)"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := naming.Compile(cfg, naming.BuiltinResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := func(h http.Handler) adapter.Querier {
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		q, err := adapter.NewPromClient(adapter.PrometheusConfig{URL: srv.URL, Timeout: 5 * time.Second}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	def, b := &valueProm{}, shopProm()
+	src := HPASource{Kube: shopCluster(shopHPA()), Rules: rules, Querier: client(def), Backends: backendMap{"b": client(b)}, Timeout: 5 * time.Second}
+	x, err := ExplainHPA(context.Background(), src, "shop", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := x.Metrics[0]
+	if m.Name != "elu_utilization" || len(m.Values) != 3 || m.Query != `avg by (namespace, pod) (elu_utilization{namespace="shop",pod=~"web-1|web-2|web-3"})` {
+		t.Errorf("metric 0: %+v, want backend b's three values and the query sent there", m)
+	}
+	if len(def.queries) != 0 {
+		t.Errorf("the default backend was asked %q", def.queries)
+	}
+}
+
+// backendMap is an adapter.Backends over fixed Queriers.
+type backendMap map[string]adapter.Querier
+
+func (m backendMap) Querier(name string) (adapter.Querier, bool) {
+	q, ok := m[name]
+	return q, ok
 }

@@ -3,14 +3,18 @@ package inspect
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/config"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
 	"github.com/promql-adapter/promql-adapter/backends"
@@ -31,6 +35,7 @@ const (
 // cliFlags are the flags check and explain share.
 type cliFlags struct {
 	rules, promURL, clientConfig string
+	kubeconfig                   string // explain hpa only
 	timeout, lookback            time.Duration
 	json                         bool
 }
@@ -84,11 +89,17 @@ Runs every rule of FILE against Prometheus and prints, per rule, the metrics it 
 found and a sample value each, or why it yields nothing. Exit code 0: every rule serves; 1: some rule is
 broken; 2: bad flags, unreadable rule file or Prometheus unreachable.`,
 	"explain": `usage: promql-adapter explain --config FILE [--prometheus-url URL] [--json] PATH
+       promql-adapter explain hpa NAMESPACE/NAME --config FILE [--kubeconfig FILE] [--prometheus-url URL] [--json]
 
-Prints the PromQL the adapter runs for one API path, e.g.
+PATH: prints the PromQL the adapter runs for one API path (offline, no cluster needed), e.g.
   /apis/custom.metrics.k8s.io/v1beta2/namespaces/NS/pods/*/METRIC?labelSelector=app%3Dweb
   /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC
-Exit code 0: the path is served; 1: it names nothing served; 2: bad flags or rule file.`,
+hpa: why this replica count. For each metric of a live HPA: the rule that serves it, the PromQL one
+request runs for the HPA's pods or object, the values Prometheus returns, the replicas it asks for as
+the HPA controller computes them (target, tolerance); then the largest, the min/max bounds, the
+behavior, and the HPA's status and conditions.
+Exit code 0: explained; 1: the path names nothing served, or no such HPA (the namespace's HPAs are
+listed); 2: bad flags or rule file, or the cluster unreachable.`,
 	"convert": `usage: promql-adapter convert --config FILE
        promql-adapter convert --helm-values FILE [-o OUT]
 
@@ -170,13 +181,27 @@ func RunCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return ExitOK
 }
 
-// RunExplain is `promql-adapter explain PATH`: the PromQL the adapter would run for one API path.
+// RunExplain is `promql-adapter explain PATH`, the PromQL the adapter would run for one API path,
+// or `promql-adapter explain hpa NAMESPACE/NAME`, why a live HPA has its replica count.
 func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, f := newFlags("explain", stderr)
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "explain hpa: kubeconfig of the cluster; $KUBECONFIG, ~/.kube/config or in-cluster config if empty")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
+	pos, err := positional(fs)
+	if err != nil {
+		return ExitUsage
+	}
+	if len(pos) > 0 && pos[0] == "hpa" {
+		if len(pos) != 2 {
+			fmt.Fprintln(stderr, "explain hpa: give one HPA as NAMESPACE/NAME; usage:")
+			fs.Usage()
+			return ExitUsage
+		}
+		return runExplainHPA(ctx, f, pos[1], stdout, stderr)
+	}
+	if len(pos) != 1 {
 		fs.Usage()
 		return ExitUsage
 	}
@@ -196,7 +221,7 @@ func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			fmt.Fprintln(stderr, "explain: discovery:", err)
 		}
 	}
-	x, err := Explain(ctx, rules, fs.Arg(0), p)
+	x, err := Explain(ctx, rules, pos[0], p)
 	if err != nil {
 		fmt.Fprintln(stderr, "explain:", err)
 		return ExitBroken
@@ -216,6 +241,77 @@ func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return ExitUsage
 	}
 	return ExitOK
+}
+
+// positional returns the arguments that are not flags, parsing the flags that follow them
+// (explain hpa NS/NAME --config FILE).
+func positional(fs *flag.FlagSet) ([]string, error) {
+	var pos []string
+	for fs.NArg() > 0 {
+		pos = append(pos, fs.Arg(0))
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return nil, err
+		}
+	}
+	return pos, nil
+}
+
+// runExplainHPA is `explain hpa NAMESPACE/NAME`.
+func runExplainHPA(ctx context.Context, f *cliFlags, target string, stdout, stderr io.Writer) int {
+	namespace, name, ok := strings.Cut(target, "/")
+	if !ok || namespace == "" || name == "" || strings.Contains(name, "/") {
+		fmt.Fprintf(stderr, "explain hpa: %q: want NAMESPACE/NAME\n", target)
+		return ExitUsage
+	}
+	var set *backends.Set
+	rules, q, err := f.open()
+	if err == nil {
+		set, err = f.backends(rules, q)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "explain hpa:", err)
+		return ExitUsage
+	}
+	kube, err := kubeClient(f.kubeconfig, f.timeout)
+	if err != nil {
+		fmt.Fprintln(stderr, "explain hpa:", err)
+		return ExitUsage
+	}
+	x, err := ExplainHPA(ctx, HPASource{Kube: kube, Rules: rules, Querier: q, Backends: set, Timeout: f.timeout, Lookback: f.lookback}, namespace, name)
+	if err != nil {
+		fmt.Fprintln(stderr, "explain hpa:", err)
+		if errors.Is(err, ErrNoHPA) {
+			return ExitBroken
+		}
+		return ExitUsage
+	}
+	x.RuleFile = f.rules
+	if f.json {
+		err = x.WriteJSON(stdout)
+	} else {
+		err = x.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "explain hpa:", err)
+		return ExitUsage
+	}
+	return ExitOK
+}
+
+// kubeClient connects to the cluster of kubeconfig ($KUBECONFIG, ~/.kube/config or in-cluster when empty).
+func kubeClient(kubeconfig string, timeout time.Duration) (kubernetes.Interface, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.Timeout = timeout
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return c, nil
 }
 
 // RunConvert is `promql-adapter convert`: a prometheus-adapter config in the native format, or a

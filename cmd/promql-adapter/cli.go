@@ -23,7 +23,7 @@ var subcommands = []struct {
 	run           func(context.Context, []string, io.Writer, io.Writer) int
 }{
 	{"check", "run every rule against Prometheus: the metrics it serves, objects, a sample each, or why not", inspect.RunCheck},
-	{"explain", "print the PromQL one API path runs, e.g. /apis/custom.metrics.k8s.io/v1beta2/namespaces/NS/pods/*/METRIC", inspect.RunExplain},
+	{"explain", "print the PromQL one API path runs, e.g. /apis/custom.metrics.k8s.io/v1beta2/namespaces/NS/pods/*/METRIC; explain hpa NS/NAME: why a live HPA has its replica count", inspect.RunExplain},
 	{"convert", "print a prometheus-adapter config in the native rule format, or its chart's values as this chart's", inspect.ConvertWithFlags(serverFlag)},
 }
 

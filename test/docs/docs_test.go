@@ -260,3 +260,20 @@ func TestFlagChecksFail(t *testing.T) {
 		t.Errorf("undefinedFlags = %q, want [--lisen]", got)
 	}
 }
+
+// TestExplainHPAExample: the example output of explain hpa in docs/troubleshooting.md is the text golden that
+// inspect's TestExplainHPA keeps equal to the command's output.
+func TestExplainHPAExample(t *testing.T) {
+	golden, err := os.ReadFile(filepath.Join(root, "inspect/testdata/golden/explain_hpa.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := os.ReadFile(filepath.Join(root, "docs/troubleshooting.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, ok := section(string(page), "Why this replica count: explain hpa")
+	if !ok || !strings.Contains(body, "```\n"+string(golden)+"```\n") {
+		t.Error("docs/troubleshooting.md, section \"Why this replica count: explain hpa\": the example is not inspect/testdata/golden/explain_hpa.txt")
+	}
+}

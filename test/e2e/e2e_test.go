@@ -81,7 +81,7 @@ func run(m *testing.M) int {
 		RepoRoot:        root,
 		BinDir:          binDir,
 		RulesFile:       filepath.Join(root, "testdata/rules/e2e.yaml"),
-		Targets:         append([]loadsim.Target{web, api, worker, sleepy, pushy, office, alerty, queueTarget("quiet"), legacy, benchPush, benchSignal, selfzero, hot, haIdle, haPush, leaderPush}, peerTargets...),
+		Targets:         append([]loadsim.Target{web, api, worker, sleepy, pushy, office, alerty, queueTarget("quiet"), legacy, benchPush, benchSignal, selfzero, hot, haIdle, haPush, leaderPush, explained}, peerTargets...),
 		Cluster:         localcluster.Options{HPASyncPeriod: syncDur, HPADownscaleStabilization: 5 * time.Second, PodCIDR: pnet.CIDR.String()},
 		ResourceMetrics: true,
 		Logf:            func(f string, a ...any) { fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...) },

@@ -20,18 +20,7 @@ import (
 func TestShedsLoadOnAHungPrometheus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	prom, err := promrun.Start(ctx, promrun.Options{
-		WorkDir:        filepath.Join(t.TempDir(), "prometheus"),
-		ScrapeInterval: time.Second,
-		Targets:        []promrun.Target{{Job: "app", Address: env.exporter.Addr()}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = prom.Stop() })
-	if err := prom.WaitForSeries(ctx, `elu_utilization{namespace="shop"}`, pods); err != nil {
-		t.Fatal(err)
-	}
+	prom := ownPrometheus(ctx, t)
 	const inflight, queue, requests = 2, 3, 12
 	opts := adapterOptions("../../testdata/rules/integration.yaml", prom.URL())
 	opts.PrometheusTimeout = 20 * time.Second
@@ -103,4 +92,23 @@ func TestShedsLoadOnAHungPrometheus(t *testing.T) {
 	if code, body, err := getAt(base, path(requests)); err != nil || code != 200 {
 		t.Errorf("after: %d %v %s", code, err, body)
 	}
+}
+
+// ownPrometheus starts a Prometheus of the test's own, scraping the package's exporter, stopped
+// when the test ends, and waits for every pod's elu_utilization.
+func ownPrometheus(ctx context.Context, t *testing.T) *promrun.Server {
+	t.Helper()
+	prom, err := promrun.Start(ctx, promrun.Options{
+		WorkDir:        filepath.Join(t.TempDir(), "prometheus"),
+		ScrapeInterval: time.Second,
+		Targets:        []promrun.Target{{Job: "app", Address: env.exporter.Addr()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = prom.Stop() })
+	if err := prom.WaitForSeries(ctx, `elu_utilization{namespace="shop"}`, pods); err != nil {
+		t.Fatal(err)
+	}
+	return prom
 }
