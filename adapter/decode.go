@@ -29,6 +29,14 @@ type apiResponse struct {
 	Error      string
 	ResultType string
 	Samples    []Sample
+	Stats      QueryStats
+}
+
+// QueryStats is what Prometheus reports of its own work on a query (stats=all): zero when the
+// backend reports none (VictoriaMetrics, Thanos and others answer without it or in another shape).
+type QueryStats struct {
+	EvalSeconds float64 // data.stats.timings.evalTotalTime
+	Samples     int64   // data.stats.samples.totalQueryableSamples
 }
 
 // readers are reused across responses; a decode holds one for its duration only.
@@ -88,6 +96,8 @@ func (d *decoder) response() (*apiResponse, error) {
 				case "result":
 					result = true
 					return d.result(out)
+				case "stats":
+					return d.stats(&out.Stats)
 				}
 				return d.skip()
 			})
@@ -101,6 +111,44 @@ func (d *decoder) response() (*apiResponse, error) {
 		return nil, errors.New("decode prometheus response: no result")
 	}
 	return out, nil
+}
+
+// stats reads data.stats: timings.evalTotalTime and samples.totalQueryableSamples when they are
+// numbers; anything else in it, of any shape, is skipped.
+func (d *decoder) stats(out *QueryStats) error {
+	if c, err := d.peek(); err != nil || c != '{' {
+		return d.skip()
+	}
+	field := func(want string, set func([]byte)) func([]byte) error {
+		return func(key []byte) error {
+			if string(key) != want {
+				return d.skip()
+			}
+			if c, err := d.peek(); err != nil || (c != '-' && (c < '0' || c > '9')) {
+				return d.skip()
+			}
+			n, err := d.number()
+			if err == nil {
+				set(n)
+			}
+			return err
+		}
+	}
+	return d.object(func(key []byte) error {
+		var inner func([]byte) error
+		switch string(key) {
+		case "timings":
+			inner = field("evalTotalTime", func(n []byte) { out.EvalSeconds, _ = strconv.ParseFloat(string(n), 64) })
+		case "samples":
+			inner = field("totalQueryableSamples", func(n []byte) { out.Samples, _ = strconv.ParseInt(string(n), 10, 64) })
+		default:
+			return d.skip()
+		}
+		if c, err := d.peek(); err != nil || c != '{' {
+			return d.skip()
+		}
+		return d.object(inner)
+	})
 }
 
 // result reads a vector ([{...}, ...]) or a scalar ([ts, "v"]); which one is told by the first byte.

@@ -22,6 +22,10 @@ type Metrics struct {
 	rulesUnusable prometheus.Gauge
 	coalesced     *prometheus.CounterVec
 	answerAge     prometheus.Histogram
+	ruleQueries   *prometheus.CounterVec
+	ruleSeconds   *prometheus.CounterVec
+	ruleEval      *prometheus.CounterVec
+	ruleSamples   *prometheus.CounterVec
 }
 
 // NewMetrics creates the adapter's collectors and registers them with reg.
@@ -83,8 +87,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help:    "How long before a coalesced request arrived its shared query started (0 for the request that ran it); never more than the rule's freshness bound.",
 		Buckets: []float64{0, .1, .25, .5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300},
 	})
+	perRule := []string{"rule", "backend"}
+	m.ruleQueries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "promql_adapter_rule_queries_total",
+		Help: "Queries sent to the backend for a rule (its position in the rule file), identical concurrent ones counted once; its rate is the rule's queries/s.",
+	}, perRule)
+	m.ruleSeconds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "promql_adapter_rule_query_seconds_total",
+		Help: "Time the backend took to answer a rule's queries, as seen by the adapter.",
+	}, perRule)
+	m.ruleEval = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "promql_adapter_rule_prometheus_eval_seconds_total",
+		Help: "Time Prometheus spent evaluating a rule's queries, from its own query stats (evalTotalTime); 0 for backends that report none.",
+	}, perRule)
+	m.ruleSamples = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "promql_adapter_rule_prometheus_samples_total",
+		Help: "Samples Prometheus read for a rule's queries, from its own query stats (totalQueryableSamples); 0 for backends that report none.",
+	}, perRule)
 	reg.MustRegister(m.requests, m.latency, m.queryLatency, m.queryErrors, m.fallbacks, m.skipped,
-		m.rulesLoaded, m.metricsServed, m.reloadTime, m.reloadOK, m.rulesUnusable, m.coalesced, m.answerAge)
+		m.rulesLoaded, m.metricsServed, m.reloadTime, m.reloadOK, m.rulesUnusable, m.coalesced, m.answerAge,
+		m.ruleQueries, m.ruleSeconds, m.ruleEval, m.ruleSamples)
 	return m
 }
 
@@ -153,4 +175,15 @@ func (m *Metrics) RulesUnusable(n int) {
 	if m != nil {
 		m.rulesUnusable.Set(float64(n))
 	}
+}
+
+// observeRuleQuery counts a query sent for rule (a rule's position, "" when no rule asked) and its cost.
+func (m *Metrics) observeRuleQuery(rule, backend string, d time.Duration, st QueryStats) {
+	if m == nil || rule == "" {
+		return
+	}
+	m.ruleQueries.WithLabelValues(rule, backend).Inc()
+	m.ruleSeconds.WithLabelValues(rule, backend).Add(d.Seconds())
+	m.ruleEval.WithLabelValues(rule, backend).Add(st.EvalSeconds)
+	m.ruleSamples.WithLabelValues(rule, backend).Add(float64(st.Samples))
 }

@@ -164,8 +164,12 @@ func (c *PromClient) query(ctx context.Context, query, label string, all bool) (
 		}
 		defer release()
 		start := time.Now()
-		samples, err := c.instant(qctx, query, label, all)
-		c.metrics.observeQuery(time.Since(start), err)
+		samples, stats, err := c.instant(qctx, query, label, all)
+		took := time.Since(start)
+		c.metrics.observeQuery(took, err)
+		if rule, backend := ruleOf(ctx); err == nil {
+			c.metrics.observeRuleQuery(rule, backend, took, stats)
+		}
 		if err != nil {
 			return nil, c.wrap(err)
 		}
@@ -185,14 +189,15 @@ func (c *PromClient) query(ctx context.Context, query, label string, all bool) (
 // instant runs /api/v1/query (POST, as the Prometheus client does; c.verb turns it into a GET with
 // --prometheus-verb=GET or after a 405 or 501) and stream-decodes the answer.
 // Errors are the Prometheus client's own *promv1.Error, so they read and classify the same.
-func (c *PromClient) instant(ctx context.Context, query, label string, all bool) ([]Sample, error) {
+func (c *PromClient) instant(ctx context.Context, query, label string, all bool) ([]Sample, QueryStats, error) {
 	form := url.Values{}
 	form.Set("query", query)
+	form.Set("stats", "all") // Prometheus's own cost of the query, per rule; other backends ignore it
 	form.Set("time", strconv.FormatFloat(float64(time.Now().UnixMilli())/1e3, 'f', -1, 64))
 	form.Set("timeout", c.timeout.String())
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.queryURL, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, err
+		return nil, QueryStats{}, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if c.gzip {
@@ -200,7 +205,7 @@ func (c *PromClient) instant(ctx context.Context, query, label string, all bool)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, QueryStats{}, err
 	}
 	defer func() {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
@@ -213,13 +218,13 @@ func (c *PromClient) instant(ctx context.Context, query, label string, all bool)
 		if code/100 == 4 {
 			t, msg = promv1.ErrClient, fmt.Sprintf("client error: %d", code)
 		}
-		return nil, &promv1.Error{Type: t, Msg: msg, Detail: string(body)}
+		return nil, QueryStats{}, &promv1.Error{Type: t, Msg: msg, Detail: string(body)}
 	}
 	body := io.Reader(resp.Body)
 	if resp.Header.Get("Content-Encoding") == "gzip" {
 		zr, err := gzip.NewReader(resp.Body)
 		if err != nil {
-			return nil, &promv1.Error{Type: promv1.ErrBadResponse, Msg: err.Error()}
+			return nil, QueryStats{}, &promv1.Error{Type: promv1.ErrBadResponse, Msg: err.Error()}
 		}
 		defer zr.Close()
 		body = zr
@@ -227,26 +232,26 @@ func (c *PromClient) instant(ctx context.Context, query, label string, all bool)
 	r, err := decodeQuery(body, label, all)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return nil, err
+		return nil, QueryStats{}, err
 	case err != nil:
-		return nil, &promv1.Error{Type: promv1.ErrBadResponse, Msg: err.Error()}
+		return nil, QueryStats{}, &promv1.Error{Type: promv1.ErrBadResponse, Msg: err.Error()}
 	case r.Status == "error":
-		return nil, &promv1.Error{Type: promv1.ErrorType(r.ErrorType), Msg: r.Error}
+		return nil, QueryStats{}, &promv1.Error{Type: promv1.ErrorType(r.ErrorType), Msg: r.Error}
 	case code/100 != 2:
-		return nil, &promv1.Error{Type: promv1.ErrBadResponse, Msg: "inconsistent body for response code"}
+		return nil, QueryStats{}, &promv1.Error{Type: promv1.ErrBadResponse, Msg: "inconsistent body for response code"}
 	}
 	switch r.ResultType {
 	case "vector":
-		return r.Samples, nil
+		return r.Samples, r.Stats, nil
 	case "scalar":
 		if all {
 			for i := range r.Samples {
 				r.Samples[i].Labels = model.Metric{}
 			}
 		}
-		return r.Samples, nil
+		return r.Samples, r.Stats, nil
 	}
-	return nil, fmt.Errorf("prometheus returned a %s, want a vector", r.ResultType)
+	return nil, QueryStats{}, fmt.Errorf("prometheus returned a %s, want a vector", r.ResultType)
 }
 
 // SeriesNames implements Querier with the label values API, so memory grows with names, not series.
@@ -400,4 +405,24 @@ func statusOf(err error) string {
 		return string(perr.Type)
 	}
 	return "error"
+}
+
+// ruleKey carries, in a query's context, the rule that asked for it.
+type ruleKey struct{}
+
+type ruleRef struct{ rule, backend string }
+
+// withRule marks ctx's queries as m's, for the per-rule cost metrics.
+func withRule(ctx context.Context, m *naming.Metric) context.Context {
+	backend := m.Backend
+	if backend == "" {
+		backend = naming.DefaultBackend
+	}
+	return context.WithValue(ctx, ruleKey{}, ruleRef{strconv.Itoa(m.RuleIndex), backend})
+}
+
+// ruleOf is the rule and backend withRule put in ctx ("" when none did).
+func ruleOf(ctx context.Context) (rule, backend string) {
+	r, _ := ctx.Value(ruleKey{}).(ruleRef)
+	return r.rule, r.backend
 }

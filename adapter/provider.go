@@ -480,6 +480,7 @@ func (p *Provider) checkRequest(gr schema.GroupResource, namespace string, names
 // values runs the metric's query for sel and converts the samples of the allowed objects. When
 // wideKey is set the query was namespace-wide, and its series count is noted under that key.
 func (p *Provider) values(ctx context.Context, m *naming.Metric, sel naming.Selection, allowed []string, wideKey string) ([]custom_metrics.MetricValue, string, error) {
+	ctx = withRule(ctx, m)
 	query, err := m.Build(sel)
 	if err != nil {
 		return nil, "", buildFailed(m, err)
@@ -569,6 +570,7 @@ func (p *Provider) external(ctx context.Context, namespace string, metricSelecto
 	if m == nil {
 		return nil, newStatus(http.StatusNotFound, metav1.StatusReasonNotFound, "%s", p.NotServedExternal(info.Metric))
 	}
+	ctx = withRule(ctx, m)
 	query, err := m.Build(naming.Selection{Namespace: namespace, Selector: metricSelector})
 	if err != nil {
 		return nil, buildFailed(m, err)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -443,6 +444,19 @@ func TestErrorsOverHTTP(t *testing.T) {
 	}
 }
 
+// sampleValue is the value of the exposition line that starts with series in body (-1 when none does).
+func sampleValue(body, series string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
 func TestTelemetry(t *testing.T) {
 	getJSON(t, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/elu_utilization", 200, nil)
 	body := string(getJSON(t, "/metrics", 200, nil))
@@ -456,6 +470,12 @@ func TestTelemetry(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// The real Prometheus's own query stats reach the per-rule cost (rule 0 is elu_utilization).
+	for _, name := range []string{"promql_adapter_rule_queries_total", "promql_adapter_rule_prometheus_samples_total", "promql_adapter_rule_prometheus_eval_seconds_total"} {
+		if v := sampleValue(body, name+`{backend="default",rule="0"}`); v <= 0 {
+			t.Errorf("/metrics: %s for rule 0 is %v, want > 0", name, v)
 		}
 	}
 	for _, p := range []string{"/livez", "/readyz"} {
