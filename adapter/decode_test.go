@@ -118,6 +118,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(`{"status":"success","data":{"resultType":"vector","result":[{"metric":{"pod":"a\u00e9"},"value":[1700000000.123,"0.25"]}]}}`)
 	f.Add(`{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}`)
 	f.Add(`{"status":"error","errorType":"timeout","error":"x"}`)
+	f.Add(`{"status":"success","data":{"resultType":"vector","result":[{"metric":{"pod":"b"},"value":[1,"2"]}],"stats":{"timings":{"evalTotalTime":0.5},"samples":{"totalQueryableSamples":3}}}}`)
+	f.Add(`{"status":"success","data":{"stats":{"seriesFetched":"1","timings":[]},"resultType":"vector","result":[]}}`)
 	f.Fuzz(func(t *testing.T, body string) {
 		r, err := decodeQuery(strings.NewReader(body), "pod", false)
 		want, werr := clientDecode(t, []byte(body))
