@@ -52,33 +52,32 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *cliFlags) {
 	return fs, f
 }
 
-// open loads the rule file the way the server does (built-in resources only) and connects to Prometheus.
-func (f *cliFlags) open() (*naming.Rules, *adapter.PromClient, error) {
+// open loads the rule file the way the server does (built-in resources only), connects to
+// Prometheus, and builds the backends the file declares over that default client, with the flags'
+// timeout for those that set none.
+func (f *cliFlags) open() (*naming.Rules, *adapter.PromClient, *backends.Set, error) {
 	if f.rules == "" {
-		return nil, nil, fmt.Errorf("--config is required")
+		return nil, nil, nil, fmt.Errorf("--config is required")
 	}
 	rules, _, err := server.LoadRules(f.rules, naming.BuiltinResources())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	httpCfg := config.DefaultHTTPClientConfig
 	if f.clientConfig != "" {
 		if httpCfg, err = adapter.LoadHTTPClientConfig(f.clientConfig); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	q, err := adapter.NewPromClient(adapter.PrometheusConfig{URL: f.promURL, HTTP: httpCfg, Timeout: f.timeout}, nil)
-	return rules, q, err
-}
-
-// backends builds the backends the rule file declares, over the default client q, with the
-// flags' timeout for those that set none.
-func (f *cliFlags) backends(rules *naming.Rules, q *adapter.PromClient) (*backends.Set, error) {
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	set := backends.New(q, backends.Options{Dir: filepath.Dir(f.rules), Defaults: backends.Defaults{Timeout: f.timeout}})
 	if err := set.Update(rules.Backends); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return set, nil
+	return rules, q, set, nil
 }
 
 // usages are the subcommands' help texts: how each is called and what it prints.
@@ -148,18 +147,13 @@ func RunCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
 	}
-	rules, q, err := f.open()
+	rules, q, set, err := f.open()
 	if err != nil {
 		fmt.Fprintln(stderr, "check:", err)
 		return ExitUsage
 	}
 	for _, w := range rules.Warnings {
 		fmt.Fprintln(stderr, "check: warning:", w)
-	}
-	set, err := f.backends(rules, q)
-	if err != nil {
-		fmt.Fprintln(stderr, "check:", err)
-		return ExitUsage
 	}
 	report, err := Check(ctx, rules, q, CheckOptions{Lookback: f.lookback, Timeout: f.timeout, Backends: set})
 	if err != nil {
@@ -205,11 +199,7 @@ func RunExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fs.Usage()
 		return ExitUsage
 	}
-	var set *backends.Set
-	rules, q, err := f.open()
-	if err == nil {
-		set, err = f.backends(rules, q)
-	}
+	rules, q, set, err := f.open()
 	if err != nil {
 		fmt.Fprintln(stderr, "explain:", err)
 		return ExitUsage
@@ -263,11 +253,7 @@ func runExplainHPA(ctx context.Context, f *cliFlags, target string, stdout, stde
 		fmt.Fprintf(stderr, "explain hpa: %q: want NAMESPACE/NAME\n", target)
 		return ExitUsage
 	}
-	var set *backends.Set
-	rules, q, err := f.open()
-	if err == nil {
-		set, err = f.backends(rules, q)
-	}
+	rules, q, set, err := f.open()
 	if err != nil {
 		fmt.Fprintln(stderr, "explain hpa:", err)
 		return ExitUsage

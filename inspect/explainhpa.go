@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/metrics/pkg/apis/custom_metrics"
+	"k8s.io/metrics/pkg/apis/external_metrics"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/promql-adapter/promql-adapter/adapter"
@@ -355,18 +357,11 @@ func (r *hpaReader) podsMetric(ctx context.Context, m *HPAMetric, src *autoscali
 		return
 	}
 	m.Rule = ruleText(e)
-	msel, err := metricSelector(src.Metric.Selector)
-	if err != nil {
-		m.Error = err.Error()
-		return
-	}
-	cctx, cancel := context.WithTimeout(ctx, r.src.Timeout)
-	defer cancel()
-	r.rec.take()
-	list, err := r.p.GetMetricBySelector(cctx, r.h.Namespace, r.sel, provider.CustomMetricInfo{GroupResource: gr, Namespaced: true, Metric: m.Name}, msel)
-	m.Query = strings.Join(r.rec.take(), "; ")
-	if err != nil {
-		m.Error = err.Error()
+	var list *custom_metrics.MetricValueList
+	if !r.ask(ctx, m, src.Metric.Selector, func(ctx context.Context, msel labels.Selector) (err error) {
+		list, err = r.p.GetMetricBySelector(ctx, r.h.Namespace, r.sel, provider.CustomMetricInfo{GroupResource: gr, Namespaced: true, Metric: m.Name}, msel)
+		return err
+	}) {
 		return
 	}
 	seen := map[string]bool{}
@@ -394,23 +389,16 @@ func (r *hpaReader) object(ctx context.Context, m *HPAMetric, src *autoscalingv2
 		return
 	}
 	m.Rule = ruleText(e)
-	msel, err := metricSelector(src.Metric.Selector)
-	if err != nil {
-		m.Error = err.Error()
-		return
-	}
-	cctx, cancel := context.WithTimeout(ctx, r.src.Timeout)
-	defer cancel()
-	r.rec.take()
 	info := provider.CustomMetricInfo{GroupResource: e.metric.Resource.GroupResource, Namespaced: e.metric.Resource.Namespaced, Metric: m.Name}
 	ns := r.h.Namespace
 	if !e.metric.Resource.Namespaced {
 		ns = ""
 	}
-	v, err := r.p.GetMetricByName(cctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, info, msel)
-	m.Query = strings.Join(r.rec.take(), "; ")
-	if err != nil {
-		m.Error = err.Error()
+	var v *custom_metrics.MetricValue
+	if !r.ask(ctx, m, src.Metric.Selector, func(ctx context.Context, msel labels.Selector) (err error) {
+		v, err = r.p.GetMetricByName(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, info, msel)
+		return err
+	}) {
 		return
 	}
 	m.Values = append(m.Values, Sample{Object: ref.Name, Value: v.Value.String()})
@@ -426,18 +414,11 @@ func (r *hpaReader) external(ctx context.Context, m *HPAMetric, src *autoscaling
 		return
 	}
 	m.Rule = ruleText(e)
-	msel, err := metricSelector(src.Metric.Selector)
-	if err != nil {
-		m.Error = err.Error()
-		return
-	}
-	cctx, cancel := context.WithTimeout(ctx, r.src.Timeout)
-	defer cancel()
-	r.rec.take()
-	list, err := r.p.GetExternalMetric(cctx, r.h.Namespace, msel, provider.ExternalMetricInfo{Metric: m.Name})
-	m.Query = strings.Join(r.rec.take(), "; ")
-	if err != nil {
-		m.Error = err.Error()
+	var list *external_metrics.ExternalMetricValueList
+	if !r.ask(ctx, m, src.Metric.Selector, func(ctx context.Context, msel labels.Selector) (err error) {
+		list, err = r.p.GetExternalMetric(ctx, r.h.Namespace, msel, provider.ExternalMetricInfo{Metric: m.Name})
+		return err
+	}) {
 		return
 	}
 	var values []int64
@@ -447,6 +428,26 @@ func (r *hpaReader) external(ctx context.Context, m *HPAMetric, src *autoscaling
 	}
 	m.ValuesFrom = "prometheus"
 	m.input = r.valueInput(autoscalingv2.ExternalMetricSourceType, src.Target, values, m)
+}
+
+// ask runs call with the metric's selector parsed, under the reader's timeout, and records in m
+// the queries the provider sent and any failure; it reports whether call succeeded.
+func (r *hpaReader) ask(ctx context.Context, m *HPAMetric, ls *metav1.LabelSelector, call func(ctx context.Context, msel labels.Selector) error) bool {
+	msel, err := metricSelector(ls)
+	if err != nil {
+		m.Error = err.Error()
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.src.Timeout)
+	defer cancel()
+	r.rec.take()
+	err = call(ctx, msel)
+	m.Query = strings.Join(r.rec.take(), "; ")
+	if err != nil {
+		m.Error = err.Error()
+		return false
+	}
+	return true
 }
 
 // valueInput is the input of an Object or External metric from its target and values.
